@@ -1,0 +1,309 @@
+"""The ``wiredraw`` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from wiredraw.core.credentials import CredentialError, ProbeKeys, Tokens, read_key_file
+from wiredraw.core.plugins import ModuleSet, PluginError, load_modules, load_registry
+
+EPILOG_ENV = """environment:
+  WIREDRAW_DATA_DIR        default for --data-dir
+  WIREDRAW_DEV_MODULES=1   also load the development module `devtest` (id 999)
+  WIREDRAW_PLUGINS_STRICT=1  a plugin that fails to load stops the program instead of being skipped
+  WIREDRAW_LOAD_PLUGINS=a,b / WIREDRAW_BLOCK_PLUGINS=a,b   restrict / block plugins by name
+  WIREDRAW_TRACE_PLUGINS=1 trace plugin hook calls on stderr
+"""
+
+
+def default_data_dir() -> Path:
+    if os.environ.get("WIREDRAW_DATA_DIR"):
+        return Path(os.environ["WIREDRAW_DATA_DIR"])
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "wiredraw"
+
+
+def get_modules() -> ModuleSet:
+    extra: list[tuple[str, object]] = []
+    if os.environ.get("WIREDRAW_DEV_MODULES", "") not in ("", "0"):
+        from wiredraw.core import devtest
+
+        extra.append(("devtest", devtest))
+    modules = load_modules(extra_plugins=extra)
+    for name, error in modules.broken:
+        print(f"wiredraw: plugin {name!r} skipped: {error}", file=sys.stderr)
+    return modules
+
+
+def _add_data_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help=f"where keys, tokens and the embedded Redis live (default: {default_data_dir()})")
+
+
+# ----------------------------------------------------------------------------------------------
+# commands
+
+
+def cmd_plugins(args: argparse.Namespace, modules: ModuleSet) -> int:
+    items = []
+    for m in modules:
+        d = m.spec.as_dict()
+        d["plugin"] = m.plugin
+        items.append(d)
+    if args.json:
+        json.dump({"modules": items, "broken": [{"plugin": n, "error": e} for n, e in modules.broken]},
+                  sys.stdout, indent=2)
+        print()
+        return 0
+    if not items:
+        print("no modules loaded")
+    for d in items:
+        print(f"{d['id']:>5}  {d['slug']}  {d['version']}  (plugin {d['plugin']})")
+        print(f"       {d['doc']}")
+        for name, msg in d["messages"].items():
+            print(f"       message {name}: {', '.join(msg['fields'])}")
+        for k in d["keys"]:
+            ttl = f", ttl {k['ttl']} s" if k["ttl"] else ""
+            print(f"       key {k['template']} ({k['type']}{ttl})")
+    for name, error in modules.broken:
+        print(f"broken plugin {name}: {error}")
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace, _modules: Any) -> int:
+    keys = ProbeKeys(args.data_dir)
+    if args.action == "add":
+        print(keys.add(args.probe_id, replace=args.replace))
+    elif args.action == "remove":
+        keys.remove(args.probe_id)
+        print(f"removed the key of probe {args.probe_id}", file=sys.stderr)
+    else:
+        for item in keys.list():
+            print(f"{item['probe_id']}\t{item['created']}")
+    return 0
+
+
+def cmd_tokens(args: argparse.Namespace, _modules: Any) -> int:
+    tokens = Tokens(args.data_dir)
+    if args.action == "add":
+        print(tokens.add(args.name, args.role, replace=args.replace))
+    elif args.action == "remove":
+        tokens.remove(args.name)
+        print(f"removed token {args.name}", file=sys.stderr)
+    else:
+        for item in tokens.list():
+            print(f"{item['name']}\t{item['role']}\t{item['created']}")
+    return 0
+
+
+def _server_config(args: argparse.Namespace) -> Any:
+    from wiredraw.core.server import ServerConfig
+
+    return ServerConfig(data_dir=args.data_dir, redis_url=args.redis, bind=args.bind, probe_port=args.probe_port,
+                        viz_port=args.viz_port, http_port=args.http_port, ephemeral=args.ephemeral).check()
+
+
+def _run_reactor(start: Any) -> int:
+    from twisted.internet import reactor
+
+    codes: list[int] = []
+    reactor.callWhenRunning(lambda: start(reactor).addBoth(codes.append))
+    reactor.run()
+    code = codes[0] if codes else 0
+    return code if isinstance(code, int) else 1
+
+
+def cmd_server(args: argparse.Namespace, modules: ModuleSet) -> int:
+    from wiredraw.core.server import run_server
+
+    config = _server_config(args)
+    if args.verbose:
+        _log_to_stderr()
+    return _run_reactor(lambda reactor: run_server(reactor, config, modules))
+
+
+def _log_to_stderr() -> None:
+    from twisted.logger import globalLogBeginner, textFileLogObserver
+
+    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
+
+
+def cmd_probe(args: argparse.Namespace, modules: ModuleSet) -> int:
+    from wiredraw.probes.runner import ProbeOptions, ProbeRunner, parse_server
+
+    loaded = modules.get(args.module)
+    assert loaded is not None  # argparse only offers loaded modules
+    host, port = parse_server(args.server)
+    key = read_key_file(args.key_file)
+    state_dir = args.state_dir or (args.data_dir / "probes" / f"{args.probe_id}-{loaded.spec.slug}")
+    opts = ProbeOptions(host=host, port=port, probe_id=args.probe_id, key=key, transport=args.transport,
+                        state_dir=state_dir, batch_records=args.batch, max_datagram=args.max_datagram,
+                        progress_interval=0 if args.quiet else args.progress)
+    try:
+        source = loaded.module.make_source(args)
+    except NotImplementedError as exc:
+        print(f"wiredraw probe: {exc}", file=sys.stderr)
+        return 2
+
+    def start(reactor: Any) -> Any:
+        runner = ProbeRunner(reactor, loaded.module, source, opts)
+        print(f"wiredraw probe {args.probe_id}: module {loaded.spec.slug} → {host}:{port} over {args.transport}",
+              file=sys.stderr, flush=True)
+        reactor.addSystemEventTrigger("before", "shutdown", runner.stop)
+
+        def finished(code: int) -> int:
+            print(f"wiredraw probe {args.probe_id}: done: {json.dumps(runner.summary())}", file=sys.stderr)
+            if reactor.running:
+                reactor.stop()
+            return code
+
+        return runner.start().addCallback(finished)
+
+    return _run_reactor(start)
+
+
+def cmd_demo(args: argparse.Namespace, modules: ModuleSet) -> int:
+    from wiredraw.core import devtest
+    from wiredraw.core.demo import run_demo
+
+    if modules.get("devtest") is None:
+        modules = load_modules(extra_plugins=[("devtest", devtest)])
+    data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="wiredraw-demo-"))
+    return _run_reactor(lambda reactor: run_demo(reactor, modules, data_dir, rate=args.rate,
+                                                 duration=args.duration))
+
+
+# ----------------------------------------------------------------------------------------------
+# parser
+
+
+def build_parser(modules: ModuleSet) -> argparse.ArgumentParser:
+    from wiredraw.core.server import DEFAULT_HTTP_PORT, DEFAULT_PROBE_PORT, DEFAULT_VIZ_PORT
+
+    parser = argparse.ArgumentParser(
+        prog="wiredraw",
+        description="wiredraw turns live event streams (Zeek logs, process events, your own modules) into a "
+                    "live graph. Probes send signed events to the server, which stores them in Redis.",
+        epilog="Start with `wiredraw demo`. Each command has its own --help.\n\n" + EPILOG_ENV,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"wiredraw {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("demo", help="run a server and a probe on this machine, showing progress",
+                       description="Start a private Redis, the server and a probe sending development ticks, "
+                                   "all on this machine, and show how many records are stored. Ctrl-C stops "
+                                   "everything and leaves no process behind.")
+    _add_data_dir(p)
+    p.add_argument("--rate", type=float, default=500.0, help="records per second the demo probe sends")
+    p.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: until Ctrl-C)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("server", help="run the processing server",
+                       description="Run the processing server: probe listeners (UDP and TCP on one port), "
+                                   "HTTP (/stats, /health) and the viz listener. With no --redis it starts its "
+                                   "own private redis-server in the data directory and stops it on exit. Prints "
+                                   "one line `wiredraw server ready: probes=H:P viz=H:P http=H:P redis=URL` "
+                                   "once everything listens.")
+    _add_data_dir(p)
+    p.add_argument("--redis", metavar="URL", default=None,
+                   help="use this Redis (redis://[user:pass@]host:port/db, rediss://..., unix:///path) "
+                        "instead of a private one")
+    p.add_argument("--ephemeral", action="store_true",
+                   help="private Redis keeps nothing on disk (default: append-only file, fsync every second)")
+    p.add_argument("--bind", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--probe-port", type=int, default=DEFAULT_PROBE_PORT,
+                   help=f"UDP and TCP port for probes (default {DEFAULT_PROBE_PORT}; 0 picks a free one)")
+    p.add_argument("--viz-port", type=int, default=DEFAULT_VIZ_PORT,
+                   help=f"TCP port for viewers (default {DEFAULT_VIZ_PORT}; 0 picks a free one)")
+    p.add_argument("--http-port", type=int, default=DEFAULT_HTTP_PORT,
+                   help=f"HTTP port for /stats and /health (default {DEFAULT_HTTP_PORT}; 0 picks a free one)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
+    p.set_defaults(func=cmd_server)
+
+    p = sub.add_parser("probe", help="run a module's probe source and send its events to a server",
+                       description="Run a module's probe: read its source, sign and send batches to the server. "
+                                   "Over TCP, batches wait in an on-disk spool until the server has stored them, "
+                                   "so an outage loses nothing.")
+    msub = p.add_subparsers(dest="module", metavar="MODULE", required=True)
+    for loaded in modules:
+        mp = msub.add_parser(loaded.spec.slug, help=loaded.spec.doc, description=loaded.spec.doc)
+        _add_data_dir(mp)
+        mp.add_argument("--server", default=f"127.0.0.1:{DEFAULT_PROBE_PORT}", help="server HOST:PORT")
+        mp.add_argument("--probe-id", required=True, help="this probe's id (as given to `wiredraw keys add`)")
+        mp.add_argument("--key-file", required=True, type=Path,
+                        help="file holding the hex key `wiredraw keys add` printed")
+        mp.add_argument("--transport", choices=("tcp", "udp"), default="tcp",
+                        help="tcp (default: acknowledged, spooled, nothing lost) or udp (fire and forget)")
+        mp.add_argument("--state-dir", type=Path, default=None,
+                        help="where the spool and resume state live (default: DATA_DIR/probes/ID-MODULE)")
+        mp.add_argument("--batch", type=int, default=500, help="most records per frame (default 500)")
+        mp.add_argument("--max-datagram", type=int, default=None,
+                        help="UDP: largest datagram in bytes (default 1200, or 60000 to a loopback server)")
+        mp.add_argument("--progress", type=float, default=2.0, help="seconds between progress lines (default 2)")
+        mp.add_argument("--quiet", action="store_true", help="no progress lines")
+        loaded.module.add_probe_options(mp)
+        mp.set_defaults(func=cmd_probe)
+
+    p = sub.add_parser("plugins", help="list the loaded modules",
+                       description="List each loaded module: id, slug, version, message types and key templates.")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_plugins)
+
+    for name, helptext in (("keys", "manage probe keys"), ("tokens", "manage viewer and collector tokens")):
+        p = sub.add_parser(name, help=helptext, description=f"{helptext.capitalize()}, stored in the data "
+                           "directory with mode 0600. `add` prints the new secret alone on stdout.")
+        asub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+        what = "probe_id" if name == "keys" else "name"
+        a = asub.add_parser("add", help="make a new one and print it")
+        a.add_argument(what)
+        if name == "tokens":
+            a.add_argument("--role", choices=("viewer", "collector"), required=True,
+                           help="viewer: watch graphs; collector: POST logs to /logs")
+        a.add_argument("--replace", action="store_true", help="replace an existing one")
+        _add_data_dir(a)
+        r = asub.add_parser("remove", help="revoke one")
+        r.add_argument(what)
+        _add_data_dir(r)
+        ls = asub.add_parser("list", help="list names (never the secrets)")
+        _add_data_dir(ls)
+        p.set_defaults(func=cmd_keys if name == "keys" else cmd_tokens)
+    return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("wiredraw")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        load_registry()
+        modules = get_modules()
+    except (PluginError, ValueError) as exc:
+        print(f"wiredraw: {exc}", file=sys.stderr)
+        return 2
+    parser = build_parser(modules)
+    args = parser.parse_args(argv)
+    if hasattr(args, "data_dir") and args.data_dir is None and args.command != "demo":
+        args.data_dir = default_data_dir()
+    try:
+        return int(args.func(args, modules) or 0)
+    except (CredentialError, ValueError) as exc:
+        print(f"wiredraw {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""The server's ingest path, independent of transport: verify, check, decode, hand to the module,
+write in one round trip together with the probe's replay window (so Redis always holds exactly the
+windows of what it stores, and a reload after a reconnect can never accept a stored frame twice).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from wiredraw.core import wire
+from wiredraw.core.module import IngestContext, WriteBatch, validate_message
+from wiredraw.core.plugins import ModuleSet
+
+REPLAY_KEY = "wd:core:replay"  # hash: probe id -> packed replay window
+PROBES_KEY = "wd:core:probes"  # hash: probe id -> last time a frame of it was stored
+
+# Reasons the server adds to the wire protocol's own (REASONS in wire.py).
+UNAVAILABLE = "unavailable"  # Redis is down: nothing accepted until it is back
+WRONG_PROBE = "wrong_probe"  # a frame on a TCP connection authenticated as another probe
+WRITE_ERROR = "write_error"  # Redis refused the module's commands
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one frame. ``stored`` fires once it is in Redis (or, for a duplicate of a
+    stored frame, once every earlier write has completed); it fails if the write failed."""
+
+    seq: int
+    reason: str | None = None  # None: accepted or duplicate
+    duplicate: bool = False
+    stored: defer.Deferred[Any] | None = None
+
+
+class Stats:
+    """Counters, not a log line per record (STYLE.md). Served as JSON on /stats."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.rejected: Counter[str] = Counter()
+        self.records_rejected: Counter[str] = Counter()
+        self.gauges: dict[str, Callable[[], Any]] = {}
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {k: self.counts.get(k, 0) for k in (
+            "frames_received", "frames_accepted", "frames_duplicate", "frames_rejected", "bytes_received",
+            "records_received", "records_written", "records_rejected", "write_batches", "write_failures",
+            "udp_seq_gaps", "acks_sent")}
+        out.update({k: v for k, v in self.counts.items() if k not in out})
+        out["rejected"] = dict(sorted(self.rejected.items()))
+        out["records_rejected_by_reason"] = dict(sorted(self.records_rejected.items()))
+        for name, gauge in self.gauges.items():
+            out[name] = gauge()
+        return out
+
+
+class Ingest:
+    log = Logger()
+
+    def __init__(self, modules: ModuleSet, key_for: Callable[[str], bytes | None], redis: Any,
+                 clock: Any, limits: wire.Limits = wire.DEFAULT_LIMITS, stats: Stats | None = None):
+        self.modules, self.key_for, self.redis, self.clock, self.limits = modules, key_for, redis, clock, limits
+        self.stats = stats or Stats()
+        self.windows: dict[str, wire.ReplayWindow] = {}
+        self.ready = False  # True while Redis is connected and the windows are loaded
+
+    # -- Redis connection lifecycle -------------------------------------------------------------
+    @defer.inlineCallbacks
+    def load_windows(self, protocol: Any) -> Any:
+        """On every (re)connect: the windows are what Redis says was stored, nothing else."""
+        raw = yield protocol.execute("HGETALL", REPLAY_KEY)
+        windows = {}
+        for i in range(0, len(raw), 2):
+            probe = raw[i].decode()
+            try:
+                windows[probe] = wire.ReplayWindow.from_state(raw[i + 1], self.limits.replay_window)
+            except wire.WireError:
+                self.log.error("replay window of probe {probe} in Redis is unreadable; starting afresh",
+                               probe=probe)
+        self.windows = windows
+        self.ready = True
+
+    def redis_lost(self) -> None:
+        self.ready = False
+
+    # -- frames ---------------------------------------------------------------------------------
+    def _reject(self, seq: int, reason: str) -> Outcome:
+        self.stats.counts["frames_rejected"] += 1
+        self.stats.rejected[reason] += 1
+        return Outcome(seq, reason)
+
+    def receive(self, data: bytes, *, transport: str, probe_id: str | None = None) -> Outcome:
+        """Take one frame. Never raises for bad input: the outcome names the reason."""
+        st = self.stats.counts
+        st["frames_received"] += 1
+        st["bytes_received"] += len(data)
+        try:
+            frame = wire.decode_frame(data, self.key_for, self.limits)
+        except wire.WireError as exc:
+            return self._reject(0, exc.reason)
+        if probe_id is not None and frame.probe_id != probe_id:
+            return self._reject(frame.seq, WRONG_PROBE)
+        if not self.ready:
+            return self._reject(frame.seq, UNAVAILABLE)
+        loaded = self.modules.get(frame.module_id)
+        if loaded is None:
+            return self._reject(frame.seq, "unknown_module")
+        mspec = loaded.spec.messages.get(frame.msg_type)
+        if mspec is None:
+            return self._reject(frame.seq, "unknown_message")
+        try:
+            wire.check_skew(frame.ts, self.clock.seconds(), self.limits.max_skew_seconds)
+        except wire.WireError as exc:
+            return self._reject(frame.seq, exc.reason)
+        window = self.windows.get(frame.probe_id)
+        if window is None:
+            window = self.windows[frame.probe_id] = wire.ReplayWindow(self.limits.replay_window)
+        try:
+            window.check(frame.seq)
+        except wire.WireError as exc:
+            if transport == "tcp" and frame.seq <= window.top:
+                # A resend of a frame that was stored before an outage: acknowledge it once every
+                # earlier write has completed (replies come in order), so the probe clears its spool.
+                st["frames_duplicate"] += 1
+                return Outcome(frame.seq, None, True, self.redis.execute("PING"))
+            return self._reject(frame.seq, exc.reason)
+        try:
+            messages = wire.decode_body(frame.body, self.limits)
+        except wire.WireError as exc:
+            return self._reject(frame.seq, exc.reason)
+
+        good = []
+        for msg in messages:
+            why = validate_message(mspec, msg)
+            if why is None:
+                good.append(msg)
+            else:
+                self.stats.records_rejected[f"{loaded.spec.slug}.{frame.msg_type}: {why}"] += 1
+                st["records_rejected"] += 1
+        st["records_received"] += len(messages)
+        now = self.clock.seconds()
+        batch = WriteBatch(loaded.spec)
+        try:
+            taken = loaded.module.ingest(IngestContext(frame.probe_id, frame.msg_type, now), good, batch)
+        except Exception as exc:  # a module bug must not take the server down: count, log, drop
+            self.log.failure("module {slug} failed on a {kind} batch", slug=loaded.spec.slug, kind=frame.msg_type)
+            self.stats.records_rejected[f"{loaded.spec.slug}.{frame.msg_type}: ingest error {type(exc).__name__}"] \
+                += len(good)
+            return self._reject(frame.seq, WRITE_ERROR)
+        if transport == "udp" and window.top and frame.seq > window.top + 1:
+            st["udp_seq_gaps"] += frame.seq - window.top - 1
+        window.accept(frame.seq)
+        commands = list(batch.commands)
+        commands.append(("HSET", REPLAY_KEY, frame.probe_id, window.to_state()))
+        commands.append(("HSET", PROBES_KEY, frame.probe_id, repr(now)))
+        st["frames_accepted"] += 1
+        d = self.redis.transaction(commands)
+
+        def written(result: Any) -> Any:
+            st["records_written"] += taken
+            st["write_batches"] += 1
+            return result
+
+        def failed(failure: Any) -> Any:
+            st["write_failures"] += 1
+            # Not stored: let a resend through. (After a lost connection the windows are reloaded
+            # from Redis anyway, which is the truth about what was stored.)
+            window.forget(frame.seq)
+            return failure
+
+        d.addCallbacks(written, failed)
+        return Outcome(frame.seq, None, False, d)

@@ -1,0 +1,271 @@
+"""What a module is: its declaration (loaded from its spec file) and the object a plugin registers.
+
+A module owns one numeric ID and brings its wire messages, its Redis key schema and (later) its viz
+translation. The declaration lives in a TOML spec file so that a probe in another language can be
+written from spec/ alone; the Python object only points at it and adds behaviour.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+SLUG_RE = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
+MESSAGE_RE = re.compile(r"^[a-z0-9_.]{1,64}$")
+FIELD_TYPES = ("str", "int", "float", "number", "bool", "bin", "map", "array", "any")
+KEY_TYPES = ("string", "hash", "set", "zset", "list", "stream")
+NOTIFY_CLASSES = set("g$lshzxetmd")
+
+
+class SpecError(ValueError):
+    """A module declaration that does not hold: names the module, the field, what was expected and came."""
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    type: str
+    required: bool = True
+    nullable: bool = False
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class MessageSpec:
+    name: str
+    doc: str
+    fields: Mapping[str, FieldSpec]
+
+
+@dataclass(frozen=True)
+class KeyTemplate:
+    """One Redis key template, e.g. ``wd:net_zeek:host:{ip}``, with its Redis type and TTL."""
+
+    template: str
+    type: str
+    ttl: int | None
+    doc: str = ""
+
+    def regex(self) -> re.Pattern[str]:
+        parts = re.split(r"(\{[a-z_][a-z0-9_]*\})", self.template)
+        body = "".join("[^\\s]+" if p.startswith("{") else re.escape(p) for p in parts if p)
+        return re.compile(f"^{body}$")
+
+
+@dataclass(frozen=True)
+class ModuleSpec:
+    id: int
+    slug: str
+    version: str
+    doc: str
+    messages: Mapping[str, MessageSpec]
+    keys: tuple[KeyTemplate, ...]
+    notify_classes: str = ""
+    source_path: str = ""
+
+    @property
+    def prefix(self) -> str:
+        return key_prefix(self.slug)
+
+    def key_matches(self, key: str) -> KeyTemplate | None:
+        for template in self.keys:
+            if template.regex().match(key):
+                return template
+        return None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "slug": self.slug,
+            "version": self.version,
+            "doc": self.doc,
+            "messages": {
+                name: {
+                    "doc": m.doc,
+                    "fields": {
+                        f.name: {"type": f.type, "required": f.required, "nullable": f.nullable, "doc": f.doc}
+                        for f in m.fields.values()
+                    },
+                }
+                for name, m in sorted(self.messages.items())
+            },
+            "keys": [{"template": k.template, "type": k.type, "ttl": k.ttl, "doc": k.doc} for k in self.keys],
+            "notify_classes": self.notify_classes,
+        }
+
+
+def key_prefix(slug: str) -> str:
+    """Every key a module writes starts with this (the core's own keys use the slug ``core``)."""
+    return f"wd:{slug}:"
+
+
+def _expect(cond: bool, where: str, what: str, got: object) -> None:
+    if not cond:
+        raise SpecError(f"{where}: expected {what}, got {got!r}")
+
+
+def load_module_spec(path: Path | str) -> ModuleSpec:
+    """Load and check a module declaration (``spec/modules/<slug>.toml``)."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise SpecError(f"{path}: cannot read module spec: {exc}") from exc
+    where = str(path)
+    slug = raw.get("slug")
+    _expect(isinstance(slug, str) and bool(SLUG_RE.match(slug)), f"{where}: slug", "lower_snake_case", slug)
+    mid = raw.get("id")
+    _expect(isinstance(mid, int) and 0 <= mid <= 65535, f"{where}: id", "an integer 0..65535", mid)
+    version = raw.get("version")
+    _expect(isinstance(version, str) and bool(version), f"{where}: version", "a version string", version)
+    notify = raw.get("notify_classes", "")
+    _expect(isinstance(notify, str) and set(notify) <= NOTIFY_CLASSES, f"{where}: notify_classes",
+            f"letters from {''.join(sorted(NOTIFY_CLASSES))}", notify)
+    messages: dict[str, MessageSpec] = {}
+    for name, m in (raw.get("messages") or {}).items():
+        mwhere = f"{where}: messages.{name}"
+        _expect(bool(MESSAGE_RE.match(name)), mwhere, "a name matching [a-z0-9_.]{1,64}", name)
+        fields: dict[str, FieldSpec] = {}
+        for fname, f in (m.get("fields") or {}).items():
+            fwhere = f"{mwhere}.fields.{fname}"
+            _expect(isinstance(f, dict), fwhere, "a table", f)
+            _expect(f.get("type") in FIELD_TYPES, f"{fwhere}.type", f"one of {FIELD_TYPES}", f.get("type"))
+            fields[fname] = FieldSpec(fname, f["type"], bool(f.get("required", True)),
+                                      bool(f.get("nullable", False)), str(f.get("doc", "")))
+        messages[name] = MessageSpec(name, str(m.get("doc", "")), fields)
+    keys: list[KeyTemplate] = []
+    prefix = key_prefix(slug)
+    for i, k in enumerate(raw.get("keys") or []):
+        kwhere = f"{where}: keys[{i}]"
+        template = k.get("template")
+        _expect(isinstance(template, str) and template.startswith(prefix), f"{kwhere}.template",
+                f"a key template under the module's prefix {prefix!r}", template)
+        _expect(k.get("type") in KEY_TYPES, f"{kwhere}.type", f"one of {KEY_TYPES}", k.get("type"))
+        ttl = k.get("ttl")
+        _expect(ttl is None or (isinstance(ttl, int) and ttl > 0), f"{kwhere}.ttl", "seconds > 0 or absent", ttl)
+        keys.append(KeyTemplate(template, k["type"], ttl, str(k.get("doc", ""))))
+    return ModuleSpec(mid, slug, version, str(raw.get("doc", "")), messages, tuple(keys), notify, str(path))
+
+
+def builtin_spec_path(slug: str) -> Path:
+    """The declaration of a built-in module, shipped in ``wiredraw.spec``."""
+    from importlib.resources import files
+
+    return Path(str(files("wiredraw.spec") / "modules" / f"{slug}.toml"))
+
+
+# ----------------------------------------------------------------------------------------------
+# What a module plugin registers
+
+
+@dataclass
+class WriteBatch:
+    """Redis commands a module's ingest produces for one frame; the core sends them in one round trip.
+
+    Each command is a tuple of str/bytes/int/float, e.g. ``("SADD", key, probe_id)``.
+    """
+
+    spec: ModuleSpec
+    commands: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def add(self, *command: Any) -> None:
+        self.commands.append(command)
+
+
+@dataclass(frozen=True)
+class IngestContext:
+    probe_id: str
+    message_type: str
+    received_at: float
+
+
+@runtime_checkable
+class Source(Protocol):
+    """What a probe runs to produce a module's messages. Polled by the runner, never blocking."""
+
+    def poll(self, max_messages: int) -> list[tuple[str, dict[str, Any]]]:
+        """Return up to ``max_messages`` (message type, message) pairs ready now, or []."""
+        ...
+
+    def finished(self) -> bool:
+        """True once a finite source (a replay) has produced everything; live sources never finish."""
+        ...
+
+    def state(self) -> Any:
+        """A JSON-able token for resuming right after the last message polled (None if not resumable)."""
+        ...
+
+    def restore(self, state: Any) -> None:
+        """Resume from a token that :meth:`state` returned in an earlier run."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Module:
+    """Base class for a module plugin object. Subclasses set ``spec_path`` (or ``spec``) and override."""
+
+    spec_path: ClassVar[Path | str | None] = None
+
+    def __init__(self, spec: ModuleSpec | None = None) -> None:
+        if spec is None:
+            if self.spec_path is None:
+                raise SpecError(f"{type(self).__name__}: set spec_path or pass a ModuleSpec")
+            spec = load_module_spec(self.spec_path)
+        self.spec = spec
+
+    # -- probe side ------------------------------------------------------------------------
+    def add_probe_options(self, parser: argparse.ArgumentParser) -> None:
+        """Add this module's own options to ``wiredraw probe <slug>``."""
+
+    def make_source(self, options: argparse.Namespace) -> Source:
+        raise NotImplementedError(f"module {self.spec.slug!r} has no probe source yet")
+
+    # -- server side -----------------------------------------------------------------------
+    def ingest(self, ctx: IngestContext, messages: Iterable[dict[str, Any]], batch: WriteBatch) -> int:
+        """Turn validated messages into Redis commands on ``batch``; return how many records were taken."""
+        raise NotImplementedError(f"module {self.spec.slug!r} does not ingest yet")
+
+
+def validate_message(spec: MessageSpec, message: Any) -> str | None:
+    """Check one message against its declaration: None if good, else why not (for counters and logs)."""
+    if not isinstance(message, dict):
+        return "not a map"
+    for f in spec.fields.values():
+        if f.name not in message:
+            if f.required:
+                return f"missing field {f.name!r}"
+            continue
+        value = message[f.name]
+        if value is None:
+            if not f.nullable:
+                return f"field {f.name!r} is nil"
+            continue
+        if not _type_ok(f.type, value):
+            return f"field {f.name!r}: expected {f.type}, got {type(value).__name__}"
+    return None
+
+
+def _type_ok(kind: str, value: Any) -> bool:
+    if kind == "any":
+        return True
+    if kind == "str":
+        return isinstance(value, str)
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind in ("float", "number"):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "bin":
+        return isinstance(value, bytes)
+    if kind == "map":
+        return isinstance(value, dict)
+    if kind == "array":
+        return isinstance(value, list)
+    return False

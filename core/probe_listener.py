@@ -1,0 +1,199 @@
+"""Probe listeners: UDP datagrams and TCP streams on the same port number (spec/wire.md)."""
+
+from __future__ import annotations
+
+import hmac
+import os
+import socket
+from collections import deque
+from enum import Enum
+from typing import Any
+
+from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
+from twisted.logger import Logger
+
+from wiredraw.core import wire
+from wiredraw.core.ingest import UNAVAILABLE, Ingest, Outcome
+
+HANDSHAKE_TIMEOUT = 10.0
+MAX_IN_FLIGHT = 64  # frames awaiting their write before we stop reading from the probe
+
+
+class ProbeDatagramProtocol(DatagramProtocol):
+    def __init__(self, ingest: Ingest, rcvbuf: int = 4 << 20):
+        self.ingest, self.rcvbuf = ingest, rcvbuf
+
+    def startProtocol(self) -> None:
+        # The default receive buffer drops 30-70 % of a burst (notes/perf.md): ask for up to rmem_max.
+        sock = self.transport.getHandle()
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
+        except OSError:
+            pass
+
+    def datagramReceived(self, data: bytes, addr: Any) -> None:
+        outcome = self.ingest.receive(data, transport="udp")
+        if outcome.stored is not None:
+            outcome.stored.addErrback(lambda _f: None)  # counted in Ingest; UDP has nobody to tell
+
+
+class State(Enum):
+    AWAIT_HELLO = "await_hello"
+    AWAIT_AUTH = "await_auth"
+    STREAMING = "streaming"
+    CLOSED = "closed"
+
+
+class ProbeStreamProtocol(Protocol):
+    """Server side of one probe's TCP connection: an explicit state machine (spec/wire.md)."""
+
+    log = Logger()
+
+    def __init__(self, ingest: Ingest, clock: Any, registry: set[ProbeStreamProtocol]):
+        self.ingest, self.clock, self.registry = ingest, clock, registry
+        self.state = State.AWAIT_HELLO
+        self.decoder = wire.StreamDecoder(ingest.limits.max_frame_bytes)
+        self.probe_id: str | None = None
+        self.key: bytes | None = None
+        self.client_nonce = b""
+        self.server_nonce = b""
+        self.pending: deque[list[Any]] = deque()  # [seq, done?]
+        self.paused = False
+        self._timeout: Any = None
+
+    def connectionMade(self) -> None:
+        self.registry.add(self)
+        self._timeout = self.clock.callLater(HANDSHAKE_TIMEOUT, self._handshake_timeout)
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.state = State.CLOSED
+        self.registry.discard(self)
+        if self._timeout is not None and self._timeout.active():
+            self._timeout.cancel()
+
+    def _handshake_timeout(self) -> None:
+        if self.state in (State.AWAIT_HELLO, State.AWAIT_AUTH):
+            self.ingest.stats.rejected["handshake_timeout"] += 1
+            self.fail("timeout", "handshake not completed in time")
+
+    def send_control(self, kind: str, *fields: Any) -> None:
+        if self.state is not State.CLOSED:
+            self.transport.write(wire.frame_stream(wire.encode_control(kind, *fields)))
+
+    def fail(self, reason: str, text: str) -> None:
+        self.send_control("error", reason, text)
+        self.state = State.CLOSED
+        self.transport.loseConnection()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.state is State.CLOSED:
+            return
+        try:
+            payloads = self.decoder.feed(data)
+        except wire.WireError as exc:
+            self.ingest.stats.counts["frames_received"] += 1
+            self.ingest.stats.counts["frames_rejected"] += 1
+            self.ingest.stats.rejected[exc.reason] += 1
+            self.fail(exc.reason, str(exc))
+            return
+        for payload in payloads:
+            if self.state is State.CLOSED:
+                return
+            try:
+                self._payload(payload)
+            except wire.WireError as exc:
+                self.ingest.stats.rejected[f"handshake_{exc.reason}"] += 1
+                self.fail(exc.reason, str(exc))
+
+    def _payload(self, payload: bytes) -> None:
+        if self.state is State.STREAMING and wire.is_frame(payload):
+            self._frame(payload)
+            return
+        kind, fields = wire.decode_control(payload)
+        if self.state is State.AWAIT_HELLO and kind == "hello":
+            _version, probe_id, client_nonce = fields
+            if not self.ingest.ready:
+                self.fail(UNAVAILABLE, "storage is unavailable; retry later")
+                return
+            self.probe_id, self.client_nonce = probe_id, client_nonce
+            self.key = self.ingest.key_for(probe_id)
+            self.server_nonce = os.urandom(32)
+            # For an unknown probe the proof is random: a stranger learns nothing from the challenge.
+            proof = (wire.server_proof(self.key, client_nonce, self.server_nonce, probe_id)
+                     if self.key is not None else os.urandom(32))
+            self.state = State.AWAIT_AUTH
+            self.send_control("challenge", self.server_nonce, proof)
+        elif self.state is State.AWAIT_AUTH and kind == "auth":
+            (proof,) = fields
+            assert self.probe_id is not None
+            expected = (wire.probe_proof(self.key, self.client_nonce, self.server_nonce, self.probe_id)
+                        if self.key is not None else None)
+            if expected is None or not hmac.compare_digest(expected, proof):
+                self.ingest.stats.rejected["bad_auth"] += 1
+                self.log.warn("probe {probe} failed authentication from {peer}", probe=self.probe_id,
+                              peer=str(self.transport.getPeer()))
+                self.fail("bad_auth", "authentication failed")
+                return
+            if self._timeout is not None and self._timeout.active():
+                self._timeout.cancel()
+            self.state = State.STREAMING
+            window = self.ingest.windows.get(self.probe_id)
+            self.send_control("welcome", window.top if window else 0)
+        else:
+            self.fail("malformed", f"unexpected {kind!r} message in state {self.state.value}")
+
+    def _frame(self, payload: bytes) -> None:
+        outcome: Outcome = self.ingest.receive(payload, transport="tcp", probe_id=self.probe_id)
+        if outcome.reason == UNAVAILABLE:
+            self.fail(UNAVAILABLE, "storage is unavailable; retry later")
+            return
+        if outcome.reason is not None:
+            if outcome.reason in ("wrong_probe", "bad_signature", "unknown_probe"):
+                self.fail(outcome.reason, "frame does not belong to this connection's probe")
+                return
+            # Dropped for good: tell the probe so it does not resend it forever.
+            self.send_control("reject", outcome.seq, outcome.reason)
+            return
+        entry = [outcome.seq, False]
+        self.pending.append(entry)
+        assert outcome.stored is not None
+
+        def done(_: Any) -> None:
+            entry[1] = True
+            self._flush_acks()
+
+        def failed(failure: Any) -> None:
+            # The write failed: no ack. Closing makes the probe resend from its spool once we are back.
+            if self.state is not State.CLOSED:
+                self.fail(UNAVAILABLE, f"could not store frame {outcome.seq}: {failure.getErrorMessage()}")
+
+        outcome.stored.addCallbacks(done, failed)
+        if len(self.pending) >= MAX_IN_FLIGHT and not self.paused:
+            self.paused = True
+            self.transport.pauseProducing()
+
+    def _flush_acks(self) -> None:
+        acked = None
+        while self.pending and self.pending[0][1]:
+            acked = self.pending.popleft()[0]
+        if acked is not None:
+            self.send_control("ack", acked)
+            self.ingest.stats.counts["acks_sent"] += 1
+        if self.paused and len(self.pending) < MAX_IN_FLIGHT // 2:
+            self.paused = False
+            self.transport.resumeProducing()
+
+
+class ProbeStreamFactory(Factory):
+    def __init__(self, ingest: Ingest, clock: Any):
+        self.ingest, self.clock = ingest, clock
+        self.connections: set[ProbeStreamProtocol] = set()
+
+    def buildProtocol(self, addr: Any) -> ProbeStreamProtocol:
+        p = ProbeStreamProtocol(self.ingest, self.clock, self.connections)
+        p.factory = self
+        return p
+
+    def drop_all(self, reason: str, text: str) -> None:
+        for conn in list(self.connections):
+            conn.fail(reason, text)

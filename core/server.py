@@ -1,0 +1,301 @@
+"""The processing server: a tree of Twisted services built by one function from a checked config.
+
+embedded redis-server (unless --redis URL) → Redis client (reconnecting) → probe listeners (UDP and
+TCP on one port), HTTP (/stats, /health), viz listener. Prints one ready line once all listen.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from twisted.application.service import MultiService, Service
+from twisted.internet import defer
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+
+from wiredraw.core import wire
+from wiredraw.core.credentials import ProbeKeys, ensure_private_dir
+from wiredraw.core.ingest import Ingest, Stats
+from wiredraw.core.plugins import ModuleSet
+from wiredraw.core.probe_listener import ProbeDatagramProtocol, ProbeStreamFactory
+from wiredraw.core.redis_client import FatalRedisError, RedisClient, RedisError, _redacted
+
+DEFAULT_PROBE_PORT, DEFAULT_VIZ_PORT, DEFAULT_HTTP_PORT = 4430, 4431, 4432
+
+
+class ConfigError(ValueError):
+    """The configuration does not hold; the message lists every problem and what to do."""
+
+
+@dataclass
+class ServerConfig:
+    data_dir: Path
+    redis_url: str | None = None
+    bind: str = "127.0.0.1"
+    probe_port: int = DEFAULT_PROBE_PORT
+    viz_port: int = DEFAULT_VIZ_PORT
+    http_port: int = DEFAULT_HTTP_PORT
+    ephemeral: bool = False
+    limits: wire.Limits = field(default_factory=lambda: wire.DEFAULT_LIMITS)
+
+    def check(self) -> ServerConfig:
+        """Check everything before anything starts (buildbot's check-then-apply)."""
+        problems = []
+        try:
+            ipaddress.ip_address(self.bind)
+        except ValueError:
+            problems.append(f"--bind {self.bind!r} is not an IP address (e.g. 127.0.0.1, 0.0.0.0, ::1)")
+        for name in ("probe_port", "viz_port", "http_port"):
+            port = getattr(self, name)
+            if not isinstance(port, int) or not 0 <= port <= 65535:
+                problems.append(f"--{name.replace('_', '-')} {port!r} is not a port number (0 picks a free one)")
+        fixed = [p for p in (self.probe_port, self.viz_port, self.http_port) if p]
+        if len(fixed) != len(set(fixed)):
+            problems.append("--probe-port, --viz-port and --http-port must differ")
+        if self.redis_url is not None and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            problems.append(f"--redis {_redacted(self.redis_url)!r}: expected a redis://, rediss:// or unix:// URL")
+        try:
+            ensure_private_dir(self.data_dir)
+            if not os.access(self.data_dir, os.W_OK):
+                problems.append(f"--data-dir {self.data_dir}: not writable")
+        except OSError as exc:
+            problems.append(f"--data-dir {self.data_dir}: cannot create it ({exc.strerror})")
+        if problems:
+            raise ConfigError("cannot start the server:\n  - " + "\n  - ".join(problems))
+        return self
+
+
+def notify_config_line(classes: str) -> str:
+    return f"notify-keyspace-events K{classes}"
+
+
+class JSONResource(Resource):
+    isLeaf = True
+
+    def __init__(self, produce: Callable[[], tuple[int, dict[str, Any]]]):
+        super().__init__()
+        self.produce = produce
+
+    def render_GET(self, request: Any) -> bytes:
+        code, body = self.produce()
+        request.setResponseCode(code)
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"cache-control", b"no-store")
+        return json.dumps(body, indent=1, sort_keys=True).encode() + b"\n"
+
+
+class VizPlaceholder(Protocol):
+    """The viz listener's port is reserved now; the viz protocol arrives with a later version."""
+
+    def connectionMade(self) -> None:
+        self.transport.write(wire.frame_stream(wire.encode_control(
+            "error", "unavailable", "this server does not speak the viz protocol yet")))
+        self.transport.loseConnection()
+
+
+class ListenersService(Service):
+    """Binds every listener when started; knows the real ports (0 picks a free one)."""
+
+    log = Logger()
+
+    def __init__(self, reactor: Any, config: ServerConfig, ingest: Ingest, stats_view: Callable[[], Any],
+                 health_view: Callable[[], Any]):
+        self.reactor, self.config, self.ingest = reactor, config, ingest
+        self.stream_factory = ProbeStreamFactory(ingest, reactor)
+        root = Resource()
+        root.putChild(b"stats", JSONResource(stats_view))
+        root.putChild(b"health", JSONResource(health_view))
+        self.site = Site(root)
+        self.site.noisy = False
+        self.ports: dict[str, Any] = {}
+
+    def startService(self) -> None:
+        super().startService()
+        c, r = self.config, self.reactor
+        self.ports["probe_tcp"], self.ports["probe_udp"] = self._probe_ports(c.probe_port)
+        self.ports["viz"] = r.listenTCP(c.viz_port, Factory.forProtocol(VizPlaceholder), interface=c.bind)
+        self.ports["http"] = r.listenTCP(c.http_port, self.site, interface=c.bind)
+
+    def _probe_ports(self, wanted: int) -> tuple[Any, Any]:
+        """TCP and UDP on one port number; with 0, find a number free for both."""
+        r, c = self.reactor, self.config
+        for _attempt in range(20):
+            tcp = r.listenTCP(wanted, self.stream_factory, interface=c.bind)
+            try:
+                udp = r.listenUDP(tcp.getHost().port, ProbeDatagramProtocol(self.ingest), interface=c.bind,
+                                  maxPacketSize=65535)
+                return tcp, udp
+            except Exception:
+                tcp.stopListening()
+                if wanted:
+                    raise
+        raise OSError("no port number free for both TCP and UDP")
+
+    def stopService(self) -> defer.Deferred[Any]:
+        super().stopService()
+        self.stream_factory.drop_all("shutdown", "server is stopping")
+        return defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in self.ports.values()])
+
+    def address(self, name: str) -> str:
+        host = self.ports[name].getHost()
+        return f"{host.host}:{host.port}" if ":" not in host.host else f"[{host.host}]:{host.port}"
+
+
+class WiredrawServer(MultiService):
+    """The top service. ``ready`` fires once every listener listens and Redis is connected."""
+
+    log = Logger()
+
+    def __init__(self, reactor: Any, config: ServerConfig, modules: ModuleSet,
+                 on_ready: Callable[[WiredrawServer], None] | None = None,
+                 on_fatal: Callable[[BaseException], None] | None = None):
+        super().__init__()
+        self.reactor, self.config, self.modules = reactor, config, modules
+        self.on_ready, self.on_fatal = on_ready, on_fatal
+        self.ready: defer.Deferred[WiredrawServer] = defer.Deferred()
+        self.stats = Stats()
+        self.keys = ProbeKeys(config.data_dir)
+        self.embedded: Any = None
+        if config.redis_url is None:
+            from wiredraw.core.embedded_redis import EmbeddedRedis, EmbeddedRedisService
+
+            self.embedded = EmbeddedRedis(config.data_dir / "redis", ephemeral=config.ephemeral)
+            embedded_service = EmbeddedRedisService(self.embedded, reactor)
+            embedded_service.setServiceParent(self)
+            self.stats.gauges["redis_restarts"] = lambda: embedded_service.restarts
+        self.redis: RedisClient | None = None
+        self.ingest: Ingest | None = None
+        self.listeners: ListenersService | None = None
+
+    @property
+    def redis_url(self) -> str:
+        return self.config.redis_url or self.embedded.url
+
+    def startService(self) -> None:
+        # The embedded redis-server starts first (a child service): its URL is known only then.
+        super().startService()
+        self.redis = RedisClient(self.reactor, self.redis_url, on_connect=self._redis_connected,
+                                 on_lost=self._redis_lost, on_fatal=self._fatal)
+        self.ingest = Ingest(self.modules, self.keys.key_for, self.redis, self.reactor, self.config.limits,
+                             self.stats)
+        self.stats.gauges["redis_connected"] = lambda: self.redis.connected if self.redis else False
+        self.stats.gauges["redis_reconnects"] = lambda: self.redis.reconnects if self.redis else 0
+        self.stats.gauges["probes_connected"] = lambda: len(self.listeners.stream_factory.connections) \
+            if self.listeners else 0
+        self.listeners = ListenersService(self.reactor, self.config, self.ingest, self._stats_view,
+                                          self._health_view)
+        self.listeners.setServiceParent(self)
+        self.redis.service.setServiceParent(self)
+        self.redis.service.whenConnected().addCallbacks(self._first_connect, self._fatal)
+
+    @defer.inlineCallbacks
+    def _redis_connected(self, protocol: Any) -> Any:
+        classes = self.modules.notify_classes()
+        if classes:
+            yield self._ensure_notifications(protocol, classes)
+        assert self.ingest is not None
+        yield self.ingest.load_windows(protocol)
+
+    @defer.inlineCallbacks
+    def _ensure_notifications(self, protocol: Any, classes: str) -> Any:
+        """Switch keyspace notifications on with the smallest class set the modules need."""
+        wanted = set("K" + classes)
+        try:
+            current = yield protocol.execute("CONFIG", "GET", "notify-keyspace-events")
+            have = set(current[1].decode()) if len(current) == 2 else set()
+            if "A" in have:
+                have |= set("g$lshzxetd")
+            if wanted <= have:
+                return
+            yield protocol.execute("CONFIG", "SET", "notify-keyspace-events", "".join(sorted(have | wanted)))
+        except RedisError as exc:
+            raise FatalRedisError(
+                f"Redis refused to switch on keyspace notifications ({exc}). Add this line to redis.conf "
+                f"(or your provider's parameter group) and restart Redis:\n    {notify_config_line(classes)}"
+            ) from exc
+
+    def _redis_lost(self) -> None:
+        assert self.ingest is not None and self.listeners is not None
+        self.ingest.redis_lost()
+        self.listeners.stream_factory.drop_all("unavailable", "storage connection lost; retry later")
+
+    def _first_connect(self, _: Any) -> None:
+        if self.ready.called:
+            return
+        self.ready.callback(self)
+        if self.on_ready is not None:
+            self.on_ready(self)
+
+    def _fatal(self, exc: Any) -> None:
+        exc = getattr(exc, "value", exc)
+        if self.on_fatal is not None:
+            self.on_fatal(exc)
+
+    def ready_line(self) -> str:
+        assert self.listeners is not None
+        a = self.listeners.address
+        return (f"wiredraw server ready: probes={a('probe_tcp')} viz={a('viz')} http={a('http')} "
+                f"redis={_redacted(self.redis_url)}")
+
+    def _stats_view(self) -> tuple[int, dict[str, Any]]:
+        return 200, self.stats.as_dict()
+
+    def _health_view(self) -> tuple[int, dict[str, Any]]:
+        ok = bool(self.ingest and self.ingest.ready)
+        return (200 if ok else 503), {"status": "ok" if ok else "degraded",
+                                      "redis": "connected" if ok else "reconnecting",
+                                      "modules": [m.spec.slug for m in self.modules]}
+
+
+def run_server(reactor: Any, config: ServerConfig, modules: ModuleSet, *, out: Any = None) -> defer.Deferred[Any]:
+    """Run until SIGINT/SIGTERM: start the tree, print the ready line once, stop in order."""
+    out = out or sys.stdout
+    done: defer.Deferred[Any] = defer.Deferred()
+    failure: list[BaseException] = []
+
+    def ready(server: WiredrawServer) -> None:
+        print(server.ready_line(), file=out, flush=True)
+
+    def fatal(exc: BaseException) -> None:
+        if not failure:
+            failure.append(exc)
+            print(f"wiredraw server: {exc}", file=sys.stderr, flush=True)
+            reactor.callLater(0, reactor.stop)
+
+    server = WiredrawServer(reactor, config, modules, on_ready=ready, on_fatal=fatal)
+    reactor.addSystemEventTrigger("before", "shutdown", server.stopService)
+    reactor.addSystemEventTrigger("after", "shutdown", lambda: done.called or done.callback(None))
+    try:
+        server.startService()
+    except Exception as exc:
+        fatal(exc)
+    return done.addCallback(lambda _: _exit_code(failure))
+
+
+def _exit_code(failure: list[BaseException]) -> int:
+    return 1 if failure else 0
+
+
+def free_port_pair(host: str = "127.0.0.1") -> int:
+    """A port number free for both TCP and UDP right now (for tests and the demo)."""
+    for _ in range(50):
+        with socket.socket() as t:
+            t.bind((host, 0))
+            port = t.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                try:
+                    u.bind((host, port))
+                except OSError:
+                    continue
+                return port
+    raise OSError("no free port")

@@ -1,0 +1,1 @@
+"""wiredraw: plugins/proc_events."""

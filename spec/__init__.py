@@ -1,0 +1,1 @@
+"""wiredraw: spec."""

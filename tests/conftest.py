@@ -1,0 +1,44 @@
+"""Shared fixtures. One section per subsystem; keep each small."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+from wiredraw.core.embedded_redis import EmbeddedRedis
+
+# --- Redis ---------------------------------------------------------------------------------------------
+# One private, ephemeral redis-server for the whole session (the same starter the server uses);
+# every test that asks for `redis_url` or `redis_client` gets it emptied first.
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"), ephemeral=True)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: EmbeddedRedis) -> Iterator[str]:
+    if not redis_server.alive():  # a test broke it: the next one still gets a server
+        redis_server.restart()
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        client.flushall()
+    finally:
+        client.close()
+    yield redis_server.url
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url, decode_responses=False)
+    try:
+        yield client
+    finally:
+        client.close()
