@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -175,8 +176,12 @@ def cmd_demo(args: argparse.Namespace, modules: ModuleSet) -> int:
     if modules.get("devtest") is None:
         modules = load_modules(extra_plugins=[("devtest", devtest)])
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="wiredraw-demo-"))
-    return _run_reactor(lambda reactor: run_demo(reactor, modules, data_dir, rate=args.rate,
-                                                 duration=args.duration))
+    try:
+        return _run_reactor(lambda reactor: run_demo(reactor, modules, data_dir, rate=args.rate,
+                                                     duration=args.duration))
+    finally:
+        if args.data_dir is None:
+            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -53,7 +53,7 @@ def run_demo(reactor: Any, modules: ModuleSet, data_dir: Path, *, rate: float = 
     if duration > 0:
         yield task.deferLater(reactor, duration, lambda: None)
         loop.stop()
-        yield runner.stop()
+        yield runner.drain()
         progress()
         yield server.stopService()
         reactor.stop()

@@ -69,13 +69,15 @@ HANDSHAKE_TIMEOUT = 10.0
 
 CONTROL_KINDS: tuple[str, ...] = ("hello", "challenge", "auth", "welcome", "ack", "reject", "error")
 
-# Reasons the TCP handshake adds for ["error", reason, text]; any REASONS value may appear there too.
-HANDSHAKE_ERRORS: tuple[str, ...] = (
+# Reasons a TCP connection adds for ["error", reason, text] (spec/wire.md, "Errors"); a frame's
+# rejection reason (REASONS) may appear there too. Receivers accept reasons they do not know.
+CONNECTION_ERRORS: tuple[str, ...] = (
     "auth_failed",
     "server_auth_failed",
     "handshake_timeout",
     "probe_mismatch",
     "unexpected",
+    "unavailable",
     "shutdown",
 )
 
@@ -533,7 +535,12 @@ def frame_stream(payload: bytes) -> bytes:
 
 
 class StreamDecoder:
-    """Split a TCP byte stream into payloads. After an ``oversized`` error the stream is dead."""
+    """Split a TCP byte stream into payloads.
+
+    After an ``oversized`` error the stream is dead (every later feed raises it again), and payloads
+    completed by the same feed are dropped with it: the connection closes, and the probe resends
+    whatever was not acked.
+    """
 
     def __init__(self, max_payload: int = DEFAULT_LIMITS.max_frame_bytes) -> None:
         self.max_payload = max_payload

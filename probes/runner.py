@@ -349,6 +349,16 @@ class ProbeRunner:
         out["spooled"] = self.spool.records
         return out
 
+    @defer.inlineCallbacks
+    def drain(self, timeout: float = 10.0) -> Any:
+        """Stop reading the source, wait (up to ``timeout``) until the spool is acknowledged, then stop."""
+        if self.loop.running:
+            self.loop.stop()
+        deadline = self.clock() + timeout
+        while self.opts.transport == "tcp" and len(self.spool) and self.clock() < deadline:
+            yield task.deferLater(self.reactor, 0.05, lambda: None)
+        return (yield self.stop())
+
     def stop(self) -> defer.Deferred[int]:
         if self.done.called:
             return self.done

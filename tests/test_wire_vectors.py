@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import runpy
 from functools import cache
 from importlib.resources import files
@@ -10,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from wiredraw.core.wire import (
+    CONNECTION_ERRORS,
     CONTROL_KINDS,
     MAX_CONTROL_BYTES,
     REASONS,
@@ -171,3 +172,15 @@ def test_stream(vector: dict[str, Any]) -> None:
         # Re-framing the payloads gives the stream back.
         stream = b"".join(frame_stream(p) for p in got)
         assert stream.hex() == "".join(vector["chunks"])
+
+
+def test_spec_document_agrees() -> None:
+    """spec/wire.md's worked example and reason tables match the vectors and the code."""
+    text = (files("wiredraw.spec") / "wire.md").read_text(encoding="utf-8")
+    minimal = next(v for v in vectors()["valid"] if v["name"] == "minimal")
+    blocks = re.findall(r"```\n([0-9a-f\n]+)```", text)
+    assert minimal["hex"] in ["".join(block.split()) for block in blocks]
+    for reason in (*REASONS, *CONNECTION_ERRORS):
+        assert f"`{reason}`" in text, reason
+    for kind in CONTROL_KINDS:
+        assert f'["{kind}"' in text, kind

@@ -408,7 +408,7 @@ def stream_vectors() -> list[dict[str, Any]]:
         vec("prefix split", [both[:2], both[2:7], both[7:]], [one, two]),
         vec("empty payload", [b"\x00\x00\x00\x00" + prefixed(two)], [b"", two]),
         vec("largest payload", [prefixed(b"\x00" * max_payload)], [b"\x00" * max_payload]),
-        vec("oversized declared length", [prefixed(two) + struct.pack(">I", max_payload + 1)], [two],
+        vec("oversized declared length", [prefixed(two), struct.pack(">I", max_payload + 1)], [two],
             "oversized"),
         vec("oversized, body never sent", [b"\xff\xff\xff\xff"], [], "oversized"),
     ]
