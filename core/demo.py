@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet import defer, task
-
 from wiredraw.core.credentials import ProbeKeys
 from wiredraw.core.devtest import CounterSource
 from wiredraw.core.plugins import ModuleSet

@@ -12,7 +12,6 @@ from typing import Any
 
 from twisted.internet import defer
 from twisted.logger import Logger
-
 from wiredraw.core import wire
 from wiredraw.core.module import IngestContext, WriteBatch, validate_message
 from wiredraw.core.plugins import ModuleSet

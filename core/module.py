@@ -117,11 +117,11 @@ def load_module_spec(path: Path | str) -> ModuleSpec:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise SpecError(f"{path}: cannot read module spec: {exc}") from exc
     where = str(path)
-    slug = raw.get("slug")
+    slug: Any = raw.get("slug")
     _expect(isinstance(slug, str) and bool(SLUG_RE.match(slug)), f"{where}: slug", "lower_snake_case", slug)
-    mid = raw.get("id")
+    mid: Any = raw.get("id")
     _expect(isinstance(mid, int) and 0 <= mid <= 65535, f"{where}: id", "an integer 0..65535", mid)
-    version = raw.get("version")
+    version: Any = raw.get("version")
     _expect(isinstance(version, str) and bool(version), f"{where}: version", "a version string", version)
     notify = raw.get("notify_classes", "")
     _expect(isinstance(notify, str) and set(notify) <= NOTIFY_CLASSES, f"{where}: notify_classes",
@@ -149,7 +149,8 @@ def load_module_spec(path: Path | str) -> ModuleSpec:
         ttl = k.get("ttl")
         _expect(ttl is None or (isinstance(ttl, int) and ttl > 0), f"{kwhere}.ttl", "seconds > 0 or absent", ttl)
         keys.append(KeyTemplate(template, k["type"], ttl, str(k.get("doc", ""))))
-    return ModuleSpec(mid, slug, version, str(raw.get("doc", "")), messages, tuple(keys), notify, str(path))
+    return ModuleSpec(int(mid), str(slug), str(version), str(raw.get("doc", "")), messages, tuple(keys), notify,
+                      str(path))
 
 
 def builtin_spec_path(slug: str) -> Path:

@@ -22,7 +22,6 @@ from importlib.resources import files
 from typing import Any
 
 import pluggy
-
 from wiredraw.core import hookspecs
 from wiredraw.core.module import SLUG_RE, Module, ModuleSpec
 

@@ -11,7 +11,6 @@ from typing import Any
 
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.logger import Logger
-
 from wiredraw.core import wire
 from wiredraw.core.ingest import UNAVAILABLE, Ingest, Outcome
 
@@ -20,6 +19,8 @@ MAX_IN_FLIGHT = 64  # frames awaiting their write before we stop reading from th
 
 
 class ProbeDatagramProtocol(DatagramProtocol):
+    transport: Any  # set by the reactor
+
     def __init__(self, ingest: Ingest, rcvbuf: int = 4 << 20):
         self.ingest, self.rcvbuf = ingest, rcvbuf
 
@@ -48,6 +49,7 @@ class ProbeStreamProtocol(Protocol):
     """Server side of one probe's TCP connection: an explicit state machine (spec/wire.md)."""
 
     log = Logger()
+    transport: Any  # set by the reactor
 
     def __init__(self, ingest: Ingest, clock: Any, registry: set[ProbeStreamProtocol]):
         self.ingest, self.clock, self.registry = ingest, clock, registry

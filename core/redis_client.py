@@ -33,6 +33,8 @@ class NotConnected(Exception):
 
 
 class RedisProtocol(Protocol):
+    transport: Any  # set by the reactor
+
     def __init__(self) -> None:
         self._reader = hiredis.Reader()
         # each entry: [replies still expected, replies so far, deferred, single]
@@ -171,7 +173,7 @@ class RedisClient:
         return self.protocol is not None
 
     @defer.inlineCallbacks
-    def _prepare(self, protocol: RedisProtocol) -> Any:
+    def _prepare(self, protocol: Any) -> Any:
         s = self._settings
         if s.get("password"):
             args = ("AUTH", s["username"], s["password"]) if s.get("username") else ("AUTH", s["password"])
@@ -185,8 +187,12 @@ class RedisClient:
                 if self._on_fatal is not None:
                     self._on_fatal(exc)
                 raise
-        protocol.on_lost = self._lost
-        self.protocol = protocol
+        # ClientService hands prepareConnection a proxy around our protocol: an attribute set on the
+        # proxy never reaches the protocol, whose connectionLost would then tell nobody. Hook (and
+        # keep) the protocol itself.
+        inner: RedisProtocol = getattr(protocol, "_protocol", protocol)
+        inner.on_lost = self._lost
+        self.protocol = inner
         self.connects += 1
         self.log.info("connected to Redis at {url} (connection {n})", url=_redacted(self.url), n=self.connects)
 

@@ -22,7 +22,6 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import Site
-
 from wiredraw.core import wire
 from wiredraw.core.credentials import ProbeKeys, ensure_private_dir
 from wiredraw.core.ingest import Ingest, Stats
@@ -96,6 +95,8 @@ class JSONResource(Resource):
 
 class VizPlaceholder(Protocol):
     """The viz listener's port is reserved now; the viz protocol arrives with a later version."""
+
+    transport: Any  # set by the reactor
 
     def connectionMade(self) -> None:
         self.transport.write(wire.frame_stream(wire.encode_control(
@@ -274,7 +275,11 @@ def run_server(reactor: Any, config: ServerConfig, modules: ModuleSet, *, out: A
 
     server = WiredrawServer(reactor, config, modules, on_ready=ready, on_fatal=fatal)
     reactor.addSystemEventTrigger("before", "shutdown", server.stopService)
-    reactor.addSystemEventTrigger("after", "shutdown", lambda: done.called or done.callback(None))
+    def finished() -> None:
+        if not done.called:
+            done.callback(None)
+
+    reactor.addSystemEventTrigger("after", "shutdown", finished)
     try:
         server.startService()
     except Exception as exc:

@@ -26,11 +26,9 @@ from twisted.internet import defer, task
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.logger import Logger
-
 from wiredraw.core import wire
 from wiredraw.core.module import Module, Source
 from wiredraw.probes.spool import Spool, SpoolEntry
-
 
 
 @dataclass

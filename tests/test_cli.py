@@ -11,7 +11,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from wiredraw.core.credentials import ProbeKeys, Tokens, read_key_file
 
 ROOT = Path(__file__).resolve().parent.parent

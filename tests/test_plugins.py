@@ -9,7 +9,6 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
-
 from wiredraw.core import devtest, hookspecs
 from wiredraw.core.hookspecs import hookimpl
 from wiredraw.core.module import Module, SpecError, builtin_spec_path, load_module_spec

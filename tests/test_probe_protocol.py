@@ -12,7 +12,6 @@ import pytest
 from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.test import iosim
-
 from wiredraw.core import devtest, wire
 from wiredraw.core.ingest import Ingest
 from wiredraw.core.plugins import load_modules

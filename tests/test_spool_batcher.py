@@ -5,7 +5,6 @@ from __future__ import annotations
 import stat
 
 import msgpack
-
 from wiredraw.core import wire
 from wiredraw.probes.runner import Batcher, parse_server
 from wiredraw.probes.spool import Spool, SpoolEntry
