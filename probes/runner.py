@@ -191,6 +191,7 @@ class ProbeClientProtocol(Protocol):
             self._send(r.sign(entry.seq, entry.module_id, entry.msg_type, entry.body))
             self.sent_upto = seq
             self.in_flight += 1
+            r.counts["frames_sent"] += 1
 
 
 class UDPSender(DatagramProtocol):
