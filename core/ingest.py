@@ -21,7 +21,7 @@ PROBES_KEY = "wd:core:probes"  # hash: probe id -> last time a frame of it was s
 
 # Reasons the server adds to the wire protocol's own (REASONS in wire.py).
 UNAVAILABLE = "unavailable"  # Redis is down: nothing accepted until it is back
-WRONG_PROBE = "wrong_probe"  # a frame on a TCP connection authenticated as another probe
+WRONG_PROBE = "probe_mismatch"  # a frame on a TCP connection authenticated as another probe
 WRITE_ERROR = "write_error"  # Redis refused the module's commands
 
 
@@ -106,12 +106,7 @@ class Ingest:
             return self._reject(frame.seq, WRONG_PROBE)
         if not self.ready:
             return self._reject(frame.seq, UNAVAILABLE)
-        loaded = self.modules.get(frame.module_id)
-        if loaded is None:
-            return self._reject(frame.seq, "unknown_module")
-        mspec = loaded.spec.messages.get(frame.msg_type)
-        if mspec is None:
-            return self._reject(frame.seq, "unknown_message")
+        # The order of spec/wire.md §9: skew, replay (marks the seq), module, message type, body.
         try:
             wire.check_skew(frame.ts, self.clock.seconds(), self.limits.max_skew_seconds)
         except wire.WireError as exc:
@@ -119,15 +114,23 @@ class Ingest:
         window = self.windows.get(frame.probe_id)
         if window is None:
             window = self.windows[frame.probe_id] = wire.ReplayWindow(self.limits.replay_window)
+        previous_top = window.top
         try:
-            window.check(frame.seq)
+            window.accept(frame.seq)
         except wire.WireError as exc:
-            if transport == "tcp" and frame.seq <= window.top:
+            if transport == "tcp":
                 # A resend of a frame that was stored before an outage: acknowledge it once every
                 # earlier write has completed (replies come in order), so the probe clears its spool.
                 st["frames_duplicate"] += 1
                 return Outcome(frame.seq, None, True, self.redis.execute("PING"))
             return self._reject(frame.seq, exc.reason)
+        # From here on a rejected frame has used up its seq (the probe is told to drop it).
+        loaded = self.modules.get(frame.module_id)
+        if loaded is None:
+            return self._reject(frame.seq, "unknown_module")
+        mspec = loaded.spec.messages.get(frame.msg_type)
+        if mspec is None:
+            return self._reject(frame.seq, "unknown_message")
         try:
             messages = wire.decode_body(frame.body, self.limits)
         except wire.WireError as exc:
@@ -151,9 +154,8 @@ class Ingest:
             self.stats.records_rejected[f"{loaded.spec.slug}.{frame.msg_type}: ingest error {type(exc).__name__}"] \
                 += len(good)
             return self._reject(frame.seq, WRITE_ERROR)
-        if transport == "udp" and window.top and frame.seq > window.top + 1:
-            st["udp_seq_gaps"] += frame.seq - window.top - 1
-        window.accept(frame.seq)
+        if transport == "udp" and previous_top and frame.seq > previous_top + 1:
+            st["udp_seq_gaps"] += frame.seq - previous_top - 1
         commands = list(batch.commands)
         commands.append(("HSET", REPLAY_KEY, frame.probe_id, window.to_state()))
         commands.append(("HSET", PROBES_KEY, frame.probe_id, repr(now)))

@@ -9,12 +9,15 @@ from collections import deque
 from enum import Enum
 from typing import Any
 
+from twisted.internet import defer
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.logger import Logger
 from wiredraw.core import wire
 from wiredraw.core.ingest import UNAVAILABLE, Ingest, Outcome
 
-HANDSHAKE_TIMEOUT = 10.0
+HANDSHAKE_TIMEOUT = wire.HANDSHAKE_TIMEOUT
+# Frames whose seq is used up: the probe is told to drop them (spec/wire.md §11.5).
+REJECTED_FOR_GOOD = frozenset({"unknown_module", "unknown_message", "bad_body", "write_error"})
 MAX_IN_FLIGHT = 64  # frames awaiting their write before we stop reading from the probe
 
 
@@ -41,6 +44,7 @@ class ProbeDatagramProtocol(DatagramProtocol):
 class State(Enum):
     AWAIT_HELLO = "await_hello"
     AWAIT_AUTH = "await_auth"
+    AWAIT_SETTLED = "await_settled"  # authenticated; an older session's writes are still settling
     STREAMING = "streaming"
     CLOSED = "closed"
 
@@ -51,15 +55,16 @@ class ProbeStreamProtocol(Protocol):
     log = Logger()
     transport: Any  # set by the reactor
 
-    def __init__(self, ingest: Ingest, clock: Any, registry: set[ProbeStreamProtocol]):
-        self.ingest, self.clock, self.registry = ingest, clock, registry
+    def __init__(self, ingest: Ingest, clock: Any, registry: set[ProbeStreamProtocol],
+                 sessions: dict[str, ProbeStreamProtocol]):
+        self.ingest, self.clock, self.registry, self.sessions = ingest, clock, registry, sessions
         self.state = State.AWAIT_HELLO
         self.decoder = wire.StreamDecoder(ingest.limits.max_frame_bytes)
         self.probe_id: str | None = None
         self.key: bytes | None = None
         self.client_nonce = b""
         self.server_nonce = b""
-        self.pending: deque[list[Any]] = deque()  # [seq, done?]
+        self.pending: deque[list[Any]] = deque()  # [seq, done?, stored deferred]
         self.paused = False
         self._timeout: Any = None
 
@@ -70,13 +75,15 @@ class ProbeStreamProtocol(Protocol):
     def connectionLost(self, reason: Any = None) -> None:
         self.state = State.CLOSED
         self.registry.discard(self)
+        if self.probe_id is not None and self.sessions.get(self.probe_id) is self:
+            del self.sessions[self.probe_id]
         if self._timeout is not None and self._timeout.active():
             self._timeout.cancel()
 
     def _handshake_timeout(self) -> None:
         if self.state in (State.AWAIT_HELLO, State.AWAIT_AUTH):
             self.ingest.stats.rejected["handshake_timeout"] += 1
-            self.fail("timeout", "handshake not completed in time")
+            self.fail("handshake_timeout", "handshake not completed in time")
 
     def send_control(self, kind: str, *fields: Any) -> None:
         if self.state is not State.CLOSED:
@@ -131,18 +138,36 @@ class ProbeStreamProtocol(Protocol):
             expected = (wire.probe_proof(self.key, self.client_nonce, self.server_nonce, self.probe_id)
                         if self.key is not None else None)
             if expected is None or not hmac.compare_digest(expected, proof):
-                self.ingest.stats.rejected["bad_auth"] += 1
+                self.ingest.stats.rejected["auth_failed"] += 1
                 self.log.warn("probe {probe} failed authentication from {peer}", probe=self.probe_id,
                               peer=str(self.transport.getPeer()))
-                self.fail("bad_auth", "authentication failed")
+                self.fail("auth_failed", "authentication failed")
                 return
             if self._timeout is not None and self._timeout.active():
                 self._timeout.cancel()
-            self.state = State.STREAMING
-            window = self.ingest.windows.get(self.probe_id)
-            self.send_control("welcome", window.top if window else 0)
+            self.state = State.AWAIT_SETTLED
+            # One session per probe: close an older one, and welcome this one only once the older
+            # one's writes have settled, so a duplicate is never acked while its original could fail.
+            older = self.sessions.get(self.probe_id)
+            self.sessions[self.probe_id] = self
+            writes = []
+            if older is not None and older is not self:
+                writes = [e[2] for e in older.pending]
+                older.fail("shutdown", "a newer session of this probe replaced this one")
+            settled = defer.DeferredList(writes, consumeErrors=True) if writes else defer.succeed(None)
+            settled.addCallback(lambda _: self._welcome())
+        elif kind == "error" and self.state is State.STREAMING:
+            self.state = State.CLOSED
+            self.transport.loseConnection()
         else:
-            self.fail("malformed", f"unexpected {kind!r} message in state {self.state.value}")
+            self.fail("unexpected", f"unexpected {kind!r} message in state {self.state.value}")
+
+    def _welcome(self) -> None:
+        if self.state is not State.AWAIT_SETTLED:
+            return
+        self.state = State.STREAMING
+        window = self.ingest.windows.get(self.probe_id or "")
+        self.send_control("welcome", window.top if window else 0)
 
     def _frame(self, payload: bytes) -> None:
         outcome: Outcome = self.ingest.receive(payload, transport="tcp", probe_id=self.probe_id)
@@ -150,24 +175,29 @@ class ProbeStreamProtocol(Protocol):
             self.fail(UNAVAILABLE, "storage is unavailable; retry later")
             return
         if outcome.reason is not None:
-            if outcome.reason in ("wrong_probe", "bad_signature", "unknown_probe"):
-                self.fail(outcome.reason, "frame does not belong to this connection's probe")
+            if outcome.reason in REJECTED_FOR_GOOD:
+                # The seq is used up: tell the probe so it does not resend the frame forever. It
+                # settles in order with the frames before it.
+                self.pending.append([outcome.seq, True, defer.succeed(None)])
+                self.send_control("reject", outcome.seq, outcome.reason)
+                self._flush_acks()
                 return
-            # Dropped for good: tell the probe so it does not resend it forever.
-            self.send_control("reject", outcome.seq, outcome.reason)
+            # stale, undecodable, foreign: close; the probe keeps its spool (spec/wire.md §11.5)
+            self.fail(outcome.reason, f"frame {outcome.seq} refused: {outcome.reason}")
             return
-        entry = [outcome.seq, False]
-        self.pending.append(entry)
         assert outcome.stored is not None
+        entry = [outcome.seq, False, outcome.stored]
+        self.pending.append(entry)
 
         def done(_: Any) -> None:
             entry[1] = True
             self._flush_acks()
 
-        def failed(failure: Any) -> None:
+        def failed(failure: Any) -> Any:
             # The write failed: no ack. Closing makes the probe resend from its spool once we are back.
             if self.state is not State.CLOSED:
                 self.fail(UNAVAILABLE, f"could not store frame {outcome.seq}: {failure.getErrorMessage()}")
+            return None  # settled (a newer session of this probe waits for that)
 
         outcome.stored.addCallbacks(done, failed)
         if len(self.pending) >= MAX_IN_FLIGHT and not self.paused:
@@ -190,9 +220,10 @@ class ProbeStreamFactory(Factory):
     def __init__(self, ingest: Ingest, clock: Any):
         self.ingest, self.clock = ingest, clock
         self.connections: set[ProbeStreamProtocol] = set()
+        self.sessions: dict[str, ProbeStreamProtocol] = {}  # probe id -> its authenticated session
 
     def buildProtocol(self, addr: Any) -> ProbeStreamProtocol:
-        p = ProbeStreamProtocol(self.ingest, self.clock, self.connections)
+        p = ProbeStreamProtocol(self.ingest, self.clock, self.connections, self.sessions)
         p.factory = self
         return p
 

@@ -151,8 +151,9 @@ class ProbeClientProtocol(Protocol):
             server_nonce, proof = fields
             expected = wire.server_proof(r.opts.key, self.client_nonce, server_nonce, r.opts.probe_id)
             if not hmac.compare_digest(expected, proof):
-                r.note("the server could not prove it holds this probe's key (wrong key file, or not the "
-                       "server you think): disconnecting")
+                r.note("the server could not prove it holds this probe's key (wrong key file, unknown probe "
+                       "id, or not the server you think): disconnecting, keeping the spool")
+                self._send(wire.encode_control("error", "server_auth_failed", "server proof did not match"))
                 self.transport.loseConnection()
                 return
             self.state = ClientState.AWAIT_WELCOME

@@ -196,9 +196,9 @@ def test_bad_auth_is_refused_and_counted(world):
     auth = wire.encode_control("auth", b"\x00" * 32)
     server, msgs, _ = _raw_session(world, [hello, auth])
     assert [m[0] for m in msgs] == ["challenge", "error"]
-    assert msgs[1][1][0] == "bad_auth"
+    assert msgs[1][1][0] == "auth_failed"
     assert server.state is State.CLOSED
-    assert world.ingest.stats.rejected["bad_auth"] == 1
+    assert world.ingest.stats.rejected["auth_failed"] == 1
 
 
 def test_frame_before_handshake_is_a_protocol_error(world):
@@ -272,3 +272,35 @@ def test_restarted_probe_resumes_from_spool_without_duplicates(world, tmp_path):
     pump.flush()
     assert len(runner2.spool) == 0
     assert sorted(int(k.split(":")[-1]) for k in world.store.ticks()) == list(range(1, 1001))
+
+
+def test_new_session_replaces_the_older_after_its_writes_settle(world):
+    runner = world.make_runner(count=10)
+    server1, client1, pump1 = world.connect(runner)
+    pump1.flush()
+    world.store.hold = True
+    runner.tick()
+    pump1.flush()  # a write is in flight on the first session
+    client2 = ProbeClientProtocol(runner)
+    server2, client2, pump2 = world.connect(runner, client2)
+    pump2.flush()
+    pump1.flush()
+    assert server1.state is State.CLOSED  # replaced
+    assert server2.state is State.AWAIT_SETTLED and client2.state is ClientState.AWAIT_WELCOME
+    world.store.hold = False
+    world.store.release()  # the older write lands: only now is the new session welcomed
+    pump2.flush()
+    assert server2.state is State.STREAMING
+    assert len(runner.spool) == 0  # the resend was recognised as a duplicate and acked
+    assert len(world.store.ticks()) == 10 and world.ingest.stats.counts["frames_duplicate"] == 1
+
+
+def test_stale_frame_on_tcp_closes_and_the_probe_keeps_its_spool(world):
+    runner = world.make_runner(count=10)
+    server, client, pump = world.connect(runner)
+    pump.flush()
+    runner.clock = lambda: world.clock.seconds() - 3600  # the probe's clock is an hour late
+    runner.tick()
+    pump.flush()
+    assert client.state is ClientState.CLOSED and len(runner.spool) == 1
+    assert world.ingest.stats.rejected["stale"] == 1 and world.store.ticks() == []

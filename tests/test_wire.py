@@ -47,8 +47,7 @@ def make(seq: int = 1, messages: list[dict[str, Any]] | None = None, **kw: Any) 
     args: dict[str, Any] = {"module_id": 1, "msg_type": "conn", "probe_id": "probe-a", "seq": seq, "ts": NOW}
     args.update(kw)
     body = encode_body(messages or [{"port": 443}])
-    return encode_frame(KEY, args["module_id"], args["msg_type"], args["probe_id"], args["seq"], args["ts"],
-                        body)
+    return encode_frame(KEY, args["module_id"], args["msg_type"], args["probe_id"], args["seq"], args["ts"], body)
 
 
 def reason(exc_info: pytest.ExceptionInfo[WireError]) -> str:
@@ -59,7 +58,7 @@ def reason(exc_info: pytest.ExceptionInfo[WireError]) -> str:
 
 
 def test_round_trip() -> None:
-    messages = [{"a": 1}, {"b": [1, 2.5, None, b"\x00"]}]
+    messages: list[dict[str, Any]] = [{"a": 1}, {"b": [1, 2.5, None, b"\x00"]}]
     frame = decode_frame(make(seq=99, messages=messages), key_for)
     assert frame == Frame(1, 1, "conn", "probe-a", 99, NOW, encode_body(messages))
     assert decode_body(frame.body) == messages
@@ -89,9 +88,18 @@ def test_envelope_overhead_bound() -> None:
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"module_id": -1}, {"module_id": 65536}, {"module_id": True}, {"msg_type": "Conn"}, {"msg_type": ""},
-        {"msg_type": "a" * 65}, {"probe_id": "a b"}, {"probe_id": "é"}, {"seq": 0}, {"seq": 2**64},
-        {"ts": float("nan")}, {"ts": "now"},
+        {"module_id": -1},
+        {"module_id": 65536},
+        {"module_id": True},
+        {"msg_type": "Conn"},
+        {"msg_type": ""},
+        {"msg_type": "a" * 65},
+        {"probe_id": "a b"},
+        {"probe_id": "é"},
+        {"seq": 0},
+        {"seq": 2**64},
+        {"ts": float("nan")},
+        {"ts": "now"},
     ],
 )
 def test_encoder_refuses_bad_envelope(kwargs: dict) -> None:
@@ -133,9 +141,19 @@ def test_unknown_probe_and_signature() -> None:
 def test_decoder_accepts_non_canonical_widths() -> None:
     # Encoders must be canonical; decoders take any width, since the tag covers the bytes as sent.
     body = encode_body([{"x": 1}])
-    signed = (b"\x98\x01" + b"\xcd\x00\x01" + b"\xd9\x04conn" + b"\xda\x00\x07probe-a"
-              + b"\xcf" + (5).to_bytes(8, "big") + b"\xcb" + struct.pack(">d", NOW)
-              + b"\xc6" + len(body).to_bytes(4, "big") + body)
+    signed = (
+        b"\x98\x01"
+        + b"\xcd\x00\x01"
+        + b"\xd9\x04conn"
+        + b"\xda\x00\x07probe-a"
+        + b"\xcf"
+        + (5).to_bytes(8, "big")
+        + b"\xcb"
+        + struct.pack(">d", NOW)
+        + b"\xc6"
+        + len(body).to_bytes(4, "big")
+        + body
+    )
     data = signed + b"\xc5\x00\x20" + hmac.new(KEY, signed, hashlib.sha256).digest()
     frame = decode_frame(data, key_for)
     assert frame == Frame(1, 1, "conn", "probe-a", 5, NOW, body)
@@ -332,8 +350,10 @@ def test_window_state_size_change_stays_safe() -> None:
     assert replay(smaller, 90) and not replay(smaller, 99)
 
 
-@pytest.mark.parametrize("state", [b"", b"\xc1", msgpack.packb([1]), msgpack.packb(["x", b""]),
-                                   msgpack.packb([-1, b""]), msgpack.packb([1, "x"])])
+@pytest.mark.parametrize(
+    "state",
+    [b"", b"\xc1", msgpack.packb([1]), msgpack.packb(["x", b""]), msgpack.packb([-1, b""]), msgpack.packb([1, "x"])],
+)
 def test_window_bad_state(state: bytes) -> None:
     with pytest.raises(ValueError):
         ReplayWindow.from_state(state, 64)
@@ -348,7 +368,7 @@ def test_stream_byte_by_byte() -> None:
     decoder = StreamDecoder(4096)
     got: list[bytes] = []
     for i in range(len(stream)):
-        got += decoder.feed(stream[i:i + 1])
+        got += decoder.feed(stream[i : i + 1])
     assert got == payloads and decoder.buffered == 0
 
 
@@ -397,9 +417,15 @@ def test_proofs() -> None:
 
 def test_control_round_trip() -> None:
     cn = new_nonce()
-    for kind, fields in [("hello", [1, "probe-a", cn]), ("challenge", [cn, cn]), ("auth", [cn]),
-                         ("welcome", [0]), ("ack", [MAX_SEQ]), ("reject", [5, "bad_body"]),
-                         ("error", ["shutdown", "bye"])]:
+    for kind, fields in [
+        ("hello", [1, "probe-a", cn]),
+        ("challenge", [cn, cn]),
+        ("auth", [cn]),
+        ("welcome", [0]),
+        ("ack", [MAX_SEQ]),
+        ("reject", [5, "bad_body"]),
+        ("error", ["shutdown", "bye"]),
+    ]:
         data = encode_control(kind, *fields)
         assert decode_control(data) == (kind, fields)
         assert not is_frame(data)
@@ -407,9 +433,19 @@ def test_control_round_trip() -> None:
 
 @pytest.mark.parametrize(
     "kind,fields",
-    [("ping", []), ("hello", [1, "probe-a"]), ("hello", [1, "a b", b"x" * 32]), ("hello", [1, "a", b"x"]),
-     ("hello", [2, "a", b"x" * 32]), ("ack", [0]), ("ack", [True]), ("welcome", [-1]), ("reject", [1, "Bad"]),
-     ("error", ["x", "t" * 1001]), ("auth", ["x" * 32])],
+    [
+        ("ping", []),
+        ("hello", [1, "probe-a"]),
+        ("hello", [1, "a b", b"x" * 32]),
+        ("hello", [1, "a", b"x"]),
+        ("hello", [2, "a", b"x" * 32]),
+        ("ack", [0]),
+        ("ack", [True]),
+        ("welcome", [-1]),
+        ("reject", [1, "Bad"]),
+        ("error", ["x", "t" * 1001]),
+        ("auth", ["x" * 32]),
+    ],
 )
 def test_encode_control_refuses(kind: str, fields: list) -> None:
     with pytest.raises(ValueError):

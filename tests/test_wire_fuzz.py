@@ -22,8 +22,9 @@ from wiredraw.core.wire import (
 )
 
 KEY = hashlib.sha256(b"fuzz key").digest()
-LIMITS = Limits(max_frame_bytes=4096, max_messages=16, max_str_len=256, max_bin_len=256, max_map_len=16,
-                max_array_len=16)
+LIMITS = Limits(
+    max_frame_bytes=4096, max_messages=16, max_str_len=256, max_bin_len=256, max_map_len=16, max_array_len=16
+)
 # Quick by default; WIREDRAW_FUZZ_EXAMPLES=50000 for a long run before touching the decoders.
 EXAMPLES = int(os.environ.get("WIREDRAW_FUZZ_EXAMPLES", "500"))
 FAST = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -55,16 +56,21 @@ any_bytes = st.one_of(
 
 # Structured msgpack values, so that valid-but-wrong shapes are tried too (nesting, ext types, big ints).
 leaves = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**63), max_value=2**64 - 1), st.floats(),
-    st.text(max_size=20), st.binary(max_size=40),
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**64 - 1),
+    st.floats(),
+    st.text(max_size=20),
+    st.binary(max_size=40),
     st.builds(msgpack.ExtType, st.integers(0, 127), st.binary(max_size=8)),
 )
 values = st.recursive(
     leaves,
     lambda inner: st.one_of(
         st.lists(inner, max_size=6),
-        st.dictionaries(st.one_of(st.text(max_size=8), st.integers(-(2**63), 2**63), st.binary(max_size=4)),
-                        inner, max_size=6),
+        st.dictionaries(
+            st.one_of(st.text(max_size=8), st.integers(-(2**63), 2**63), st.binary(max_size=4)), inner, max_size=6
+        ),
     ),
     max_leaves=30,
 )
@@ -134,7 +140,7 @@ def mutate(data: bytes, steps: list[tuple[str, int, int]]) -> bytes:
         elif op == "insert":
             out[pos:pos] = bytes([arg])
         elif op == "delete":
-            del out[pos:pos + arg]
+            del out[pos : pos + arg]
         elif op == "set" and pos < len(out):
             out[pos] = arg
     return bytes(out)

@@ -98,13 +98,27 @@ def test_valid_frame(vector: dict[str, Any]) -> None:
     expect = vector["expect"]
     key = key_for(expect["probe_id"])
     assert key is not None
-    encoded = encode_frame(key, expect["module_id"], expect["msg_type"], expect["probe_id"], expect["seq"],
-                           expect["ts"], encode_body(expect["messages"]))
+    encoded = encode_frame(
+        key,
+        expect["module_id"],
+        expect["msg_type"],
+        expect["probe_id"],
+        expect["seq"],
+        expect["ts"],
+        encode_body(expect["messages"]),
+    )
     assert encoded.hex() == vector["hex"]
     assert is_frame(data)
     frame = decode_frame(data, key_for, limits())
-    assert frame == Frame(1, expect["module_id"], expect["msg_type"], expect["probe_id"], expect["seq"],
-                          expect["ts"], encode_body(expect["messages"]))
+    assert frame == Frame(
+        1,
+        expect["module_id"],
+        expect["msg_type"],
+        expect["probe_id"],
+        expect["seq"],
+        expect["ts"],
+        encode_body(expect["messages"]),
+    )
     assert receive(data, ReplayWindow(limits().replay_window)) == expect["messages"]
 
 

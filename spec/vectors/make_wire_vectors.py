@@ -66,8 +66,9 @@ def mac(key: bytes, data: bytes) -> bytes:
     return hmac.new(key, data, hashlib.sha256).digest()
 
 
-def frame(elements: list[Any], key: bytes | None = None, header: int | None = None,
-          tag: Any = None, signed_header: int = 0x98) -> bytes:
+def frame(
+    elements: list[Any], key: bytes | None = None, header: int | None = None, tag: Any = None, signed_header: int = 0x98
+) -> bytes:
     """An 8-array frame: header, the 7 given elements, then HMAC-SHA256 over everything before the tag.
 
     ``tag`` replaces the computed tag; ``signed_header`` lets a vector sign a header other than the one
@@ -84,8 +85,16 @@ def body(messages: Any) -> bytes:
     return pack(messages)
 
 
-def envelope(seq: Any = 1, ts: Any = NOW, messages: Any = None, *, module_id: Any = 1,
-             msg_type: Any = "conn", probe_id: Any = "probe-a", body_bytes: Any = None) -> list[Any]:
+def envelope(
+    seq: Any = 1,
+    ts: Any = NOW,
+    messages: Any = None,
+    *,
+    module_id: Any = 1,
+    msg_type: Any = "conn",
+    probe_id: Any = "probe-a",
+    body_bytes: Any = None,
+) -> list[Any]:
     if body_bytes is None:
         body_bytes = body([{"port": 443}] if messages is None else messages)
     return [1, module_id, msg_type, probe_id, seq, ts, body_bytes]
@@ -123,38 +132,110 @@ def json_value(value: Any) -> Any:
 def valid_vectors() -> list[dict[str, Any]]:
     out = []
 
-    def add(name: str, note: str, probe_id: str, module_id: int, msg_type: str, seq: int, ts: float,
-            messages: list[dict[str, Any]]) -> None:
+    def add(
+        name: str,
+        note: str,
+        probe_id: str,
+        module_id: int,
+        msg_type: str,
+        seq: int,
+        ts: float,
+        messages: list[dict[str, Any]],
+    ) -> None:
         data = frame([1, module_id, msg_type, probe_id, seq, ts, body(messages)], KEYS[probe_id])
-        out.append({
-            "name": name,
-            "note": note,
-            "hex": data.hex(),
-            "expect": {"module_id": module_id, "msg_type": msg_type, "probe_id": probe_id, "seq": seq,
-                       "ts": ts, "messages": messages},
-        })
+        out.append(
+            {
+                "name": name,
+                "note": note,
+                "hex": data.hex(),
+                "expect": {
+                    "module_id": module_id,
+                    "msg_type": msg_type,
+                    "probe_id": probe_id,
+                    "seq": seq,
+                    "ts": ts,
+                    "messages": messages,
+                },
+            }
+        )
 
-    add("minimal", "The worked example of spec/wire.md: one message, seq 1.",
-        "probe-a", 1, "conn", 1, NOW + 0.25, [{"port": 443}])
-    add("batch", "Three messages; nil, bools, negative ints, floats, nesting, non-ASCII text; seq from the "
+    add(
+        "minimal",
+        "The worked example of spec/wire.md: one message, seq 1.",
+        "probe-a",
+        1,
+        "conn",
+        1,
+        NOW + 0.25,
+        [{"port": 443}],
+    )
+    add(
+        "batch",
+        "Three messages; nil, bools, negative ints, floats, nesting, non-ASCII text; seq from the "
         "clock in microseconds, as a probe without saved state starts.",
-        "sensor_01.lan", 2, "proc.exec", 1_700_000_000_123_456, NOW - 1.5, [
+        "sensor_01.lan",
+        2,
+        "proc.exec",
+        1_700_000_000_123_456,
+        NOW - 1.5,
+        [
             {"pid": 4242, "ppid": 1, "argv": ["/usr/bin/ssh", "-v", "host"], "uid": 0, "exe": None},
             {"pid": -1, "ok": False, "live": True, "load": 0.75, "env": {"LANG": "C.UTF-8"}},
             {"comm": "café ☕", "path": "/tmp/\u00e9t\u00e9", "big": 2**63, "small": -(2**63)},
-        ])
-    add("largest seq", "seq 2**64-1, encoded uint64 (cf ff ff ff ff ff ff ff ff).",
-        "probe-a", 1, "conn", 2**64 - 1, NOW, [{"port": 80}])
+        ],
+    )
+    add(
+        "largest seq",
+        "seq 2**64-1, encoded uint64 (cf ff ff ff ff ff ff ff ff).",
+        "probe-a",
+        1,
+        "conn",
+        2**64 - 1,
+        NOW,
+        [{"port": 80}],
+    )
     add("module 0", "The core's own module ID.", "probe-b", 0, "heartbeat", 7, NOW, [{"spool": 0}])
     add("module 65535", "The largest module ID (uint16).", "probe-b", 65535, "x", 8, NOW, [{}])
-    add("longest names", "msg_type and probe_id of 64 chars each (str8).",
-        LONG_PROBE, 1000, "a" * 30 + "." * 10 + "_" * 10 + "0123456789" + "z.z_", 1, NOW, [{"n": 1}])
-    add("skew at the past bound", "ts exactly max_skew_seconds before now: accepted (inclusive bound).",
-        "probe-a", 1, "conn", 2, NOW - LIMITS["max_skew_seconds"], [{"port": 22}])
-    add("skew at the future bound", "ts exactly max_skew_seconds after now: accepted.",
-        "probe-a", 1, "conn", 3, NOW + LIMITS["max_skew_seconds"], [{"port": 25}])
-    add("max_messages", "A batch of exactly max_messages messages.",
-        "probe-a", 1, "conn", 4, NOW, [{"i": i} for i in range(LIMITS["max_messages"])])
+    add(
+        "longest names",
+        "msg_type and probe_id of 64 chars each (str8).",
+        LONG_PROBE,
+        1000,
+        "a" * 30 + "." * 10 + "_" * 10 + "0123456789" + "z.z_",
+        1,
+        NOW,
+        [{"n": 1}],
+    )
+    add(
+        "skew at the past bound",
+        "ts exactly max_skew_seconds before now: accepted (inclusive bound).",
+        "probe-a",
+        1,
+        "conn",
+        2,
+        NOW - LIMITS["max_skew_seconds"],
+        [{"port": 22}],
+    )
+    add(
+        "skew at the future bound",
+        "ts exactly max_skew_seconds after now: accepted.",
+        "probe-a",
+        1,
+        "conn",
+        3,
+        NOW + LIMITS["max_skew_seconds"],
+        [{"port": 25}],
+    )
+    add(
+        "max_messages",
+        "A batch of exactly max_messages messages.",
+        "probe-a",
+        1,
+        "conn",
+        4,
+        NOW,
+        [{"i": i} for i in range(LIMITS["max_messages"])],
+    )
     return out
 
 
@@ -173,10 +254,13 @@ def invalid_vectors() -> list[dict[str, Any]]:
     add("cut inside the envelope", good[:12], "truncated", "Cut inside the probe_id.")
     add("array header only", b"\x98", "truncated", "Nothing after the 8-array header.")
     add("cut before the tag", good[:-34], "truncated", "The signed part alone, with an 8-array header.")
-    add("random bytes", b"\xc1" + pseudo_random("random", 47), "malformed",
-        "0xc1 is never used by msgpack.")
-    add("random bytes 2", pseudo_random("random bytes 2", 64), "malformed",
-        f"Starts with 0x{pseudo_random('random bytes 2', 1)[0]:02x}: not a fixarray.")
+    add("random bytes", b"\xc1" + pseudo_random("random", 47), "malformed", "0xc1 is never used by msgpack.")
+    add(
+        "random bytes 2",
+        pseudo_random("random bytes 2", 64),
+        "malformed",
+        f"Starts with 0x{pseudo_random('random bytes 2', 1)[0]:02x}: not a fixarray.",
+    )
     add("trailing byte", good + b"\x00", "malformed", "A valid frame and one more byte.")
     pad = 0
     while True:
@@ -184,12 +268,20 @@ def invalid_vectors() -> list[dict[str, Any]]:
         if len(big) > LIMITS["max_frame_bytes"]:
             break
         pad += 1
-    add("oversized", big, "oversized",
-        f"{len(big)} bytes, one more than max_frame_bytes; rejected on its length before parsing.")
+    add(
+        "oversized",
+        big,
+        "oversized",
+        f"{len(big)} bytes, one more than max_frame_bytes; rejected on its length before parsing.",
+    )
     add("not an array (map)", pack({"version": 1}), "malformed", "A map.")
     add("not an array (int)", pack(1), "malformed", "A bare integer.")
-    add("array16 header", b"\xdc\x00\x08" + good[1:], "malformed",
-        "Valid msgpack, but a frame starts with the fixarray byte 0x98.")
+    add(
+        "array16 header",
+        b"\xdc\x00\x08" + good[1:],
+        "malformed",
+        "Valid msgpack, but a frame starts with the fixarray byte 0x98.",
+    )
     add("empty array", b"\x90", "malformed", "An empty array.")
 
     # The number of elements and the tag.
@@ -199,28 +291,56 @@ def invalid_vectors() -> list[dict[str, Any]]:
     add("short tag", good[:-34] + pack(good[-31:]), "malformed", "Tag of 31 bytes.")
     add("tag as str", good[:-34] + pack("x" * 32), "malformed", "Tag is a str.")
     add("9 elements", b"\x99" + good[1:] + b"\x00", "malformed", "An extra element after the tag.")
-    add("6 elements", b"\x96" + b"".join(pack(e) for e in envelope()[:6]), "malformed",
-        "Too few elements: no body, no tag.")
+    add(
+        "6 elements",
+        b"\x96" + b"".join(pack(e) for e in envelope()[:6]),
+        "malformed",
+        "Too few elements: no body, no tag.",
+    )
 
     # Version.
     add("version 2", frame([2, *envelope()[1:]]), "bad_version", "A frame of a later protocol.")
     add("version 0", frame([0, *envelope()[1:]]), "bad_version", "Version 0.")
-    add("version 2, other shape", b"\x93\x02\xa1x\x00", "bad_version",
-        "Version is read first: a later version may change everything after it.")
-    add("version as uint8", frame([Raw(b"\xcc\x01"), *envelope()[1:]]), "malformed",
-        "Version must be the one byte 0x01.")
+    add(
+        "version 2, other shape",
+        b"\x93\x02\xa1x\x00",
+        "bad_version",
+        "Version is read first: a later version may change everything after it.",
+    )
+    add(
+        "version as uint8",
+        frame([Raw(b"\xcc\x01"), *envelope()[1:]]),
+        "malformed",
+        "Version must be the one byte 0x01.",
+    )
     add("version true", frame([True, *envelope()[1:]]), "malformed", "A bool is not an int.")
 
     # Keys and signatures.
-    add("unknown probe", frame(envelope(probe_id="stranger"), STRANGER_KEY), "unknown_probe",
-        "probe_id not in keys, though well signed with its own key.")
+    add(
+        "unknown probe",
+        frame(envelope(probe_id="stranger"), STRANGER_KEY),
+        "unknown_probe",
+        "probe_id not in keys, though well signed with its own key.",
+    )
     add("flipped tag bit", flip(good, len(good) - 1), "bad_signature", "Lowest bit of the last tag byte.")
-    add("flipped body bit", flip(good, len(good) - 35), "bad_signature",
-        "Lowest bit of the body's last byte (the body still parses).")
-    add("another probe's key", signed(envelope(), "probe-b"), "bad_signature",
-        "probe-a's frame signed with probe-b's key.")
-    add("signed as a 7-array", frame(envelope(), signed_header=0x97), "bad_signature",
-        "The tag covers the 0x98 header as sent, not 0x97.")
+    add(
+        "flipped body bit",
+        flip(good, len(good) - 35),
+        "bad_signature",
+        "Lowest bit of the body's last byte (the body still parses).",
+    )
+    add(
+        "another probe's key",
+        signed(envelope(), "probe-b"),
+        "bad_signature",
+        "probe-a's frame signed with probe-b's key.",
+    )
+    add(
+        "signed as a 7-array",
+        frame(envelope(), signed_header=0x97),
+        "bad_signature",
+        "The tag covers the 0x98 header as sent, not 0x97.",
+    )
 
     # Element types and ranges (each correctly signed, so only the type is wrong).
     wrong: list[tuple[str, dict[str, Any]]] = [
@@ -281,10 +401,12 @@ def invalid_vectors() -> list[dict[str, Any]]:
         ("body cut off", pack([{"port": 443}])[:-1], "The batch is cut short."),
         ("body empty", b"", "An empty bin."),
         ("body str too long", pack([{"s": "x" * (LIMITS["max_str_len"] + 1)}]), "max_str_len + 1."),
-        ("body map too big", pack([{f"k{i}": i for i in range(LIMITS["max_map_len"] + 1)}]),
-         "max_map_len + 1."),
-        ("body nested array too long", pack([{"a": list(range(LIMITS["max_array_len"] + 1))}]),
-         "max_array_len + 1 (applies inside messages)."),
+        ("body map too big", pack([{f"k{i}": i for i in range(LIMITS["max_map_len"] + 1)}]), "max_map_len + 1."),
+        (
+            "body nested array too long",
+            pack([{"a": list(range(LIMITS["max_array_len"] + 1))}]),
+            "max_array_len + 1 (applies inside messages).",
+        ),
         ("body bad utf-8", b"\x91\x81\xa1x\xa1\xff", "A str value that is not UTF-8."),
     ]
     for name, body_bytes, note in bodies:
@@ -301,24 +423,44 @@ def sequences() -> list[dict[str, Any]]:
 
     window = LIMITS["replay_window"]
     return [
-        {"name": "duplicate", "note": "The same seq again, re-signed with a later ts: still a replay.",
-         "steps": [rx(5), rx(5, "replay", ts=NOW + 1)]},
-        {"name": "out of order inside the window", "note": "Late seqs are fine once; twice is a replay.",
-         "steps": [rx(10), rx(8), rx(9), rx(8, "replay"), rx(11), rx(10, "replay")]},
-        {"name": "too old", "note": f"With top 100 and a window of {window}, 100-{window - 1} is the oldest "
-         "seq accepted; one below is refused though never seen.",
-         "steps": [rx(100), rx(100 - window + 1), rx(100 - window, "replay")]},
-        {"name": "forget and resend", "note": "The server could not store seq 7 and forgot it: the resend "
-         "is accepted once.",
-         "steps": [rx(7), {"op": "forget", "seq": 7}, rx(7), rx(7, "replay")]},
-        {"name": "huge jump", "note": "From 1 to 2**64-1: the window slides all the way.",
-         "steps": [rx(1), rx(2**64 - 1), rx(1, "replay"), rx(2**64 - 2)]},
-        {"name": "a bad body consumes its seq", "note": "Replay is checked (and the seq marked) before "
-         "the body is decoded: a frame dropped for bad_body must not be resent.",
-         "steps": [rx(3, "bad_body", body_bytes=pack({"port": 443})), rx(3, "replay")]},
-        {"name": "stale does not consume its seq", "note": "Skew is checked before replay: the probe "
-         "re-signs with a fresh ts and the same seq, and that is accepted.",
-         "steps": [rx(4, "stale", ts=NOW - 1000), rx(4)]},
+        {
+            "name": "duplicate",
+            "note": "The same seq again, re-signed with a later ts: still a replay.",
+            "steps": [rx(5), rx(5, "replay", ts=NOW + 1)],
+        },
+        {
+            "name": "out of order inside the window",
+            "note": "Late seqs are fine once; twice is a replay.",
+            "steps": [rx(10), rx(8), rx(9), rx(8, "replay"), rx(11), rx(10, "replay")],
+        },
+        {
+            "name": "too old",
+            "note": f"With top 100 and a window of {window}, 100-{window - 1} is the oldest "
+            "seq accepted; one below is refused though never seen.",
+            "steps": [rx(100), rx(100 - window + 1), rx(100 - window, "replay")],
+        },
+        {
+            "name": "forget and resend",
+            "note": "The server could not store seq 7 and forgot it: the resend is accepted once.",
+            "steps": [rx(7), {"op": "forget", "seq": 7}, rx(7), rx(7, "replay")],
+        },
+        {
+            "name": "huge jump",
+            "note": "From 1 to 2**64-1: the window slides all the way.",
+            "steps": [rx(1), rx(2**64 - 1), rx(1, "replay"), rx(2**64 - 2)],
+        },
+        {
+            "name": "a bad body consumes its seq",
+            "note": "Replay is checked (and the seq marked) before "
+            "the body is decoded: a frame dropped for bad_body must not be resent.",
+            "steps": [rx(3, "bad_body", body_bytes=pack({"port": 443})), rx(3, "replay")],
+        },
+        {
+            "name": "stale does not consume its seq",
+            "note": "Skew is checked before replay: the probe "
+            "re-signs with a fresh ts and the same seq, and that is accepted.",
+            "steps": [rx(4, "stale", ts=NOW - 1000), rx(4)],
+        },
     ]
 
 
@@ -328,15 +470,17 @@ def handshake() -> list[dict[str, Any]]:
     client_nonce = bytes(range(32))
     server_nonce = bytes(range(32, 64))
     tail = probe_id.encode()
-    return [{
-        "name": "probe-a",
-        "probe_id": probe_id,
-        "key": key.hex(),
-        "client_nonce": client_nonce.hex(),
-        "server_nonce": server_nonce.hex(),
-        "server_proof": mac(key, b"wiredraw-v1 server-auth" + client_nonce + server_nonce + tail).hex(),
-        "probe_proof": mac(key, b"wiredraw-v1 probe-auth" + server_nonce + client_nonce + tail).hex(),
-    }]
+    return [
+        {
+            "name": "probe-a",
+            "probe_id": probe_id,
+            "key": key.hex(),
+            "client_nonce": client_nonce.hex(),
+            "server_nonce": server_nonce.hex(),
+            "server_proof": mac(key, b"wiredraw-v1 server-auth" + client_nonce + server_nonce + tail).hex(),
+            "probe_proof": mac(key, b"wiredraw-v1 probe-auth" + server_nonce + client_nonce + tail).hex(),
+        }
+    ]
 
 
 def control_vectors() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -355,8 +499,7 @@ def control_vectors() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         ("error", ["error", "auth_failed", "authentication failed"]),
         ("error, empty text", ["error", "handshake_timeout", ""]),
     ]
-    valid = [{"name": name, "hex": pack(msg).hex(), "expect": [json_value(v) for v in msg]}
-             for name, msg in valid_msgs]
+    valid = [{"name": name, "hex": pack(msg).hex(), "expect": [json_value(v) for v in msg]} for name, msg in valid_msgs]
     bad = [
         ("empty", b"", "truncated"),
         ("cut off", pack(["ack", 42])[:-1], "truncated"),
@@ -394,22 +537,24 @@ def stream_vectors() -> list[dict[str, Any]]:
     both = prefixed(one) + prefixed(two)
     max_payload = LIMITS["max_frame_bytes"]
 
-    def vec(name: str, chunks: list[bytes], payloads: list[bytes],
-            reason: str | None = None) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": name, "max_payload": max_payload, "chunks": [c.hex() for c in chunks],
-                               "payloads": [p.hex() for p in payloads]}
+    def vec(name: str, chunks: list[bytes], payloads: list[bytes], reason: str | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": name,
+            "max_payload": max_payload,
+            "chunks": [c.hex() for c in chunks],
+            "payloads": [p.hex() for p in payloads],
+        }
         if reason:
             out["reason"] = reason
         return out
 
     return [
         vec("two payloads in one chunk", [both], [one, two]),
-        vec("byte by byte", [both[i:i + 1] for i in range(len(both))], [one, two]),
+        vec("byte by byte", [both[i : i + 1] for i in range(len(both))], [one, two]),
         vec("prefix split", [both[:2], both[2:7], both[7:]], [one, two]),
         vec("empty payload", [b"\x00\x00\x00\x00" + prefixed(two)], [b"", two]),
         vec("largest payload", [prefixed(b"\x00" * max_payload)], [b"\x00" * max_payload]),
-        vec("oversized declared length", [prefixed(two), struct.pack(">I", max_payload + 1)], [two],
-            "oversized"),
+        vec("oversized declared length", [prefixed(two), struct.pack(">I", max_payload + 1)], [two], "oversized"),
         vec("oversized, body never sent", [b"\xff\xff\xff\xff"], [], "oversized"),
     ]
 
@@ -419,7 +564,7 @@ def build() -> dict[str, Any]:
     return {
         "protocol": 1,
         "doc": "Vectors for wire protocol v1; the format of this file is described in spec/wire.md, "
-               "section 'Test vectors'. Generated by make_wire_vectors.py: do not edit by hand.",
+        "section 'Test vectors'. Generated by make_wire_vectors.py: do not edit by hand.",
         "keys": {name: key.hex() for name, key in KEYS.items()},
         "now": NOW,
         "limits": LIMITS,
