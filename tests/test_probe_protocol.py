@@ -83,7 +83,8 @@ def world(tmp_path):
         pass
 
     w = World()
-    w.clock, w.store, w.ingest, w.factory, w.make_runner, w.connect = clock, store, ingest, factory, make_runner, connect
+    w.clock, w.store, w.ingest, w.factory = clock, store, ingest, factory
+    w.make_runner, w.connect = make_runner, connect
     return w
 
 
