@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from helpers import process_gone
 from twisted.internet.task import Clock
 from wiredraw.core import embedded_redis
 from wiredraw.core.embedded_redis import (
@@ -39,17 +40,6 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, what: str = 
         time.sleep(0.005)
 
 
-def process_gone(pid: int) -> bool:
-    """True once ``pid`` has exited: reaped, or a zombie an orphan's new parent has not reaped yet."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return True
-    return state in ("Z", "X")
 
 
 @pytest.fixture

@@ -35,6 +35,7 @@ from typing import Any
 import hiredis
 import pytest
 import redis
+from helpers import process_gone
 from wiredraw.core import wire
 from wiredraw.core.embedded_redis import EmbeddedRedis, find_redis_server
 
@@ -63,17 +64,6 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str | Callabl
         time.sleep(interval)
 
 
-def process_gone(pid: int) -> bool:
-    """True once ``pid`` has exited (reaped, or a zombie nobody has reaped yet)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return True
-    return state in ("Z", "X")
 
 
 def redis_pids(redis_dir: Path) -> list[int]:
