@@ -124,15 +124,24 @@ def cmd_server(args: argparse.Namespace, modules: ModuleSet) -> int:
     from wiredraw.core.server import run_server
 
     config = _server_config(args)
-    if args.verbose:
-        _log_to_stderr()
+    _log_to_stderr(verbose=args.verbose)
     return _run_reactor(lambda reactor: run_server(reactor, config, modules))
 
 
-def _log_to_stderr() -> None:
-    from twisted.logger import globalLogBeginner, textFileLogObserver
+def _log_to_stderr(verbose: bool) -> None:
+    """Warnings and errors always reach stderr; everything with --verbose. stdout stays for the ready line."""
+    from twisted.logger import (
+        FilteringLogObserver,
+        LogLevel,
+        LogLevelFilterPredicate,
+        globalLogBeginner,
+        textFileLogObserver,
+    )
 
-    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
+    level = LogLevel.info if verbose else LogLevel.warn
+    observer = FilteringLogObserver(textFileLogObserver(sys.stderr),
+                                    [LogLevelFilterPredicate(defaultLogLevel=level)])
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
 
 
 def cmd_probe(args: argparse.Namespace, modules: ModuleSet) -> int:
@@ -228,7 +237,8 @@ def build_parser(modules: ModuleSet) -> argparse.ArgumentParser:
                    help=f"TCP port for viewers (default {DEFAULT_VIZ_PORT}; 0 picks a free one)")
     p.add_argument("--http-port", type=int, default=DEFAULT_HTTP_PORT,
                    help=f"HTTP port for /stats and /health (default {DEFAULT_HTTP_PORT}; 0 picks a free one)")
-    p.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="log everything to stderr (default: warnings and errors only)")
     p.set_defaults(func=cmd_server)
 
     p = sub.add_parser("probe", help="run a module's probe source and send its events to a server",

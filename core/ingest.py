@@ -44,6 +44,17 @@ class Stats:
         self.rejected: Counter[str] = Counter()
         self.records_rejected: Counter[str] = Counter()
         self.gauges: dict[str, Callable[[], Any]] = {}
+        self._log_state: dict[str, tuple[float, int]] = {}
+
+    def warn_limited(self, log: Logger, key: str, now: float, fmt: str, every: float = 10.0, **fields: Any) -> None:
+        """One log line per ``key`` per ``every`` seconds, with how many were held back: bad input from a
+        stranger can fill the counters, never the log."""
+        last, held = self._log_state.get(key, (float("-inf"), 0))
+        if now - last >= every:
+            log.warn(fmt + (" ({held} more like it not logged)" if held else ""), held=held, **fields)
+            self._log_state[key] = (now, 0)
+        else:
+            self._log_state[key] = (last, held + 1)
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {k: self.counts.get(k, 0) for k in (

@@ -139,8 +139,9 @@ class ProbeStreamProtocol(Protocol):
                         if self.key is not None else None)
             if expected is None or not hmac.compare_digest(expected, proof):
                 self.ingest.stats.rejected["auth_failed"] += 1
-                self.log.warn("probe {probe} failed authentication from {peer}", probe=self.probe_id,
-                              peer=str(self.transport.getPeer()))
+                self.ingest.stats.warn_limited(self.log, "auth_failed", self.clock.seconds(),
+                                               "probe {probe} failed authentication from {peer}",
+                                               probe=self.probe_id, peer=str(self.transport.getPeer()))
                 self.fail("auth_failed", "authentication failed")
                 return
             if self._timeout is not None and self._timeout.active():

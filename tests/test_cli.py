@@ -115,3 +115,18 @@ def test_wheel_installs_only_under_wiredraw(tmp_path):
     assert "wiredraw/spec/modules/net_zeek.toml" in names
     entry = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "net_zeek = wiredraw.plugins.net_zeek.module" in entry
+
+
+def test_demo_runs_and_leaves_nothing_behind():
+    proc = wiredraw("demo", "--duration", "3", "--rate", "400")
+    lines = proc.stdout.splitlines()
+    assert any(line.startswith("wiredraw server ready: probes=127.0.0.1:") for line in lines), proc.stdout
+    progress = [line for line in lines if "server stored" in line]
+    assert progress, proc.stdout
+    final = progress[-1]
+    # the last line comes after the probe drained its spool: what it read is what was stored
+    read = int(final.split("probe read ")[1].split(" ")[0].replace(",", ""))
+    stored = int(final.split("server stored ")[1].split(" ")[0].replace(",", ""))
+    assert read > 300 and stored == read and "0 waiting" in final
+    data_dir = lines[0].split("data directory ")[1].split(" ")[0]
+    assert not Path(data_dir).exists()  # its temporary directory is removed

@@ -305,3 +305,26 @@ def test_stale_frame_on_tcp_closes_and_the_probe_keeps_its_spool(world):
     pump.flush()
     assert client.state is ClientState.CLOSED and len(runner.spool) == 1
     assert world.ingest.stats.rejected["stale"] == 1 and world.store.ticks() == []
+
+
+def test_auth_failures_are_logged_at_most_once_per_interval(world):
+    from twisted.logger import LogLevel, globalLogPublisher
+
+    seen = []
+
+    def observer(event):
+        if event.get("log_level") == LogLevel.warn and "failed authentication" in event.get("log_format", ""):
+            seen.append(event)
+
+    globalLogPublisher.addObserver(observer)
+    try:
+        for _ in range(50):
+            _raw_session(world, [wire.encode_control("hello", 1, "s1", b"\x01" * 32),
+                                 wire.encode_control("auth", b"\x00" * 32)])
+        world.clock.advance(11)
+        _raw_session(world, [wire.encode_control("hello", 1, "s1", b"\x01" * 32),
+                             wire.encode_control("auth", b"\x00" * 32)])
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    assert world.ingest.stats.rejected["auth_failed"] == 51  # every one counted
+    assert len(seen) == 2 and seen[1]["held"] == 49  # but logged twice, the second saying how many were held
