@@ -167,12 +167,12 @@ class ProbeClientProtocol(Protocol):
         elif self.state is ClientState.STREAMING and kind == "ack":
             (seq,) = fields
             r.acked(seq)
-            self.in_flight = sum(1 for s in r.spool.seqs() if s <= self.sent_upto)
+            self.in_flight = r.spool.count_upto(self.sent_upto)
             self.pump()
         elif self.state is ClientState.STREAMING and kind == "reject":
             seq, reason = fields
             r.rejected(seq, reason)
-            self.in_flight = sum(1 for s in r.spool.seqs() if s <= self.sent_upto)
+            self.in_flight = r.spool.count_upto(self.sent_upto)
             self.pump()
         else:
             r.note(f"unexpected {kind!r} from server in state {self.state.value}")
@@ -183,11 +183,7 @@ class ProbeClientProtocol(Protocol):
         r = self.runner
         if self.state is not ClientState.STREAMING:
             return
-        for seq in r.spool.seqs():
-            if self.in_flight >= r.opts.max_in_flight:
-                break
-            if seq <= self.sent_upto:
-                continue
+        for seq in r.spool.seqs_after(self.sent_upto, r.opts.max_in_flight - self.in_flight):
             entry = r.spool.read(seq)
             self._send(r.sign(entry.seq, entry.module_id, entry.msg_type, entry.body))
             self.sent_upto = seq

@@ -9,6 +9,7 @@ reading its source (back-pressure) rather than dropping anything.
 
 from __future__ import annotations
 
+import bisect
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -47,6 +48,11 @@ class Spool:
                 continue
         for tmp in self.dir.glob("*.tmp"):  # a crash mid-write: the batch was never handed out
             tmp.unlink(missing_ok=True)
+        # Sequence numbers in order, and running totals: after a long outage the spool holds tens of
+        # thousands of batches, and every ack must stay cheap (no sort, no scan).
+        self._order = sorted(self._sizes)
+        self._bytes = sum(self._sizes.values())
+        self._total_records = sum(self._records.values())
 
     def _path(self, seq: int) -> Path:
         # the record count is in the name, so an ack never has to read the file back
@@ -54,20 +60,31 @@ class Spool:
 
     @property
     def bytes(self) -> int:
-        return sum(self._sizes.values())
+        return self._bytes
 
     def __len__(self) -> int:
-        return len(self._sizes)
+        return len(self._order)
 
     def full(self) -> bool:
-        return self.bytes >= self.max_bytes
+        return self._bytes >= self.max_bytes
 
     def seqs(self) -> list[int]:
-        return sorted(self._sizes)
+        return list(self._order)
+
+    def seqs_after(self, seq: int, limit: int) -> list[int]:
+        """Up to ``limit`` spooled sequence numbers above ``seq``, in order."""
+        start = bisect.bisect_right(self._order, seq)
+        return self._order[start:start + max(0, limit)]
+
+    def count_upto(self, seq: int) -> int:
+        """How many spooled batches have a sequence number ≤ ``seq``."""
+        return bisect.bisect_right(self._order, seq)
 
     def append(self, entry: SpoolEntry) -> None:
         data = msgpack.packb([entry.seq, entry.module_id, entry.msg_type, entry.body, entry.source_state,
                               entry.records], use_bin_type=True)
+        if entry.seq in self._sizes:  # never happens in the runner; keep the totals right anyway
+            self.remove(entry.seq)
         self._records[entry.seq] = entry.records
         path = self._path(entry.seq)
         tmp = path.with_suffix(".tmp")
@@ -79,7 +96,10 @@ class Spool:
         finally:
             os.close(fd)
         os.replace(tmp, path)
+        bisect.insort(self._order, entry.seq)
         self._sizes[entry.seq] = len(data)
+        self._bytes += len(data)
+        self._total_records += entry.records
 
     def read(self, seq: int) -> SpoolEntry:
         try:
@@ -100,16 +120,23 @@ class Spool:
     def remove(self, seq: int) -> None:
         if seq in self._sizes:
             self._path(seq).unlink(missing_ok=True)
-            del self._sizes[seq], self._records[seq]
+            self._bytes -= self._sizes.pop(seq)
+            self._total_records -= self._records.pop(seq)
+            del self._order[bisect.bisect_left(self._order, seq)]
 
     def remove_upto(self, seq: int) -> int:
         """Drop every entry with a sequence number ≤ seq (a cumulative ack). Returns records dropped."""
-        gone = [s for s in self._sizes if s <= seq]
-        records = sum(self._records[s] for s in gone)
+        cut = bisect.bisect_right(self._order, seq)
+        gone, self._order = self._order[:cut], self._order[cut:]
+        records = 0
         for s in gone:
-            self.remove(s)
+            self._path(s).unlink(missing_ok=True)
+            self._bytes -= self._sizes.pop(s)
+            n = self._records.pop(s)
+            records += n
+        self._total_records -= records
         return records
 
     @property
     def records(self) -> int:
-        return sum(self._records.values())
+        return self._total_records

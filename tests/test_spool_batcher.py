@@ -66,3 +66,18 @@ def test_parse_server():
     assert parse_server("10.0.0.1:5000") == ("10.0.0.1", 5000)
     assert parse_server("[::1]:4430") == ("::1", 4430)
     assert parse_server("sensor.example") == ("sensor.example", 4430)
+
+
+def test_spool_totals_and_order_stay_right(tmp_path):
+    spool = Spool(tmp_path / "s", fsync=False)
+    for seq in range(1, 101):
+        spool.append(entry(seq, records=seq % 7 + 1))
+    spool.remove(50)  # a rejected batch
+    assert spool.remove_upto(10) == sum(s % 7 + 1 for s in range(1, 11))
+    assert spool.seqs_after(10, 3) == [11, 12, 13] and spool.seqs_after(48, 3) == [49, 51, 52]
+    assert spool.count_upto(51) == 40 and len(spool) == 89
+    expected = sum(s % 7 + 1 for s in range(11, 101) if s != 50)
+    reopened = Spool(tmp_path / "s")
+    assert spool.records == reopened.records == expected
+    assert spool.bytes == reopened.bytes == sum(p.stat().st_size for p in (tmp_path / "s").glob("*.batch"))
+    assert reopened.seqs() == spool.seqs()
