@@ -13,7 +13,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.logger import Logger
 from wiredraw.core import wire
-from wiredraw.core.module import IngestContext, WriteBatch, validate_message
+from wiredraw.core.module import IngestContext, IngestCounts, WriteBatch, validate_message
 from wiredraw.core.plugins import ModuleSet
 
 REPLAY_KEY = "wd:core:replay"  # hash: probe id -> packed replay window
@@ -142,48 +142,88 @@ class Ingest:
         mspec = loaded.spec.messages.get(frame.msg_type)
         if mspec is None:
             return self._reject(frame.seq, "unknown_message")
-        try:
-            messages = wire.decode_body(frame.body, self.limits)
-        except wire.WireError as exc:
-            return self._reject(frame.seq, exc.reason)
-
-        good = []
-        for msg in messages:
-            why = validate_message(mspec, msg)
-            if why is None:
-                good.append(msg)
-            else:
-                self.stats.records_rejected[f"{loaded.spec.slug}.{frame.msg_type}: {why}"] += 1
-                st["records_rejected"] += 1
-        st["records_received"] += len(messages)
-        now = self.clock.seconds()
-        batch = WriteBatch(loaded.spec)
-        try:
-            taken = loaded.module.ingest(IngestContext(frame.probe_id, frame.msg_type, now), good, batch)
-        except Exception as exc:  # a module bug must not take the server down: count, log, drop
-            self.log.failure("module {slug} failed on a {kind} batch", slug=loaded.spec.slug, kind=frame.msg_type)
-            self.stats.records_rejected[f"{loaded.spec.slug}.{frame.msg_type}: ingest error {type(exc).__name__}"] \
-                += len(good)
-            return self._reject(frame.seq, WRITE_ERROR)
         if transport == "udp" and previous_top and frame.seq > previous_top + 1:
             st["udp_seq_gaps"] += frame.seq - previous_top - 1
-        commands = list(batch.commands)
-        commands.append(("HSET", REPLAY_KEY, frame.probe_id, window.to_state()))
-        commands.append(("HSET", PROBES_KEY, frame.probe_id, repr(now)))
+        try:
+            batch = self.prepare(loaded, frame.probe_id, frame.msg_type, frame.body)
+        except Refused as exc:
+            return self._reject(frame.seq, exc.reason)
+        # The replay window is written with the records, in one transaction (module docstring).
+        batch.add("HSET", REPLAY_KEY, frame.probe_id, window.to_state())
+        batch.add("HSET", PROBES_KEY, frame.probe_id, repr(self.clock.seconds()))
         st["frames_accepted"] += 1
-        d = self.redis.transaction(commands)
-
-        def written(result: Any) -> Any:
-            st["records_written"] += taken
-            st["write_batches"] += 1
-            return result
 
         def failed(failure: Any) -> Any:
-            st["write_failures"] += 1
             # Not stored: let a resend through. (After a lost connection the windows are reloaded
             # from Redis anyway, which is the truth about what was stored.)
             window.forget(frame.seq)
             return failure
 
-        d.addCallbacks(written, failed)
-        return Outcome(frame.seq, None, False, d)
+        return Outcome(frame.seq, None, False, self.commit(batch).addErrback(failed))
+
+    # -- the write path shared by probes and the HTTP collector ----------------------------------
+    def prepare(self, loaded: Any, probe_id: str, msg_type: str, body: bytes) -> WriteBatch:
+        """A module's commands for one packed body. Raises Refused (bad_body, write_error)."""
+        st = self.stats.counts
+        slug = loaded.spec.slug
+        mspec = loaded.spec.messages[msg_type]
+        ctx = IngestContext(probe_id, msg_type, self.clock.seconds())
+        batch = WriteBatch(loaded.spec)
+        try:
+            if loaded.module.ingest_body(ctx, body, batch):
+                return batch  # the module applies the packed body itself (e.g. in Lua); counts come back in its reply
+            messages = wire.decode_body(body, self.limits)
+            good = []
+            for msg in messages:
+                why = validate_message(mspec, msg)
+                if why is None:
+                    good.append(msg)
+                else:
+                    self.stats.records_rejected[f"{slug}.{msg_type}: {why}"] += 1
+                    st["records_rejected"] += 1
+            st["records_received"] += len(messages)
+            taken = loaded.module.ingest(ctx, good, batch)
+        except wire.WireError as exc:
+            raise Refused(exc.reason) from exc
+        except Exception as exc:  # a module bug must not take the server down: count, log, drop
+            self.log.failure("module {slug} failed on a {kind} batch", slug=slug, kind=msg_type)
+            self.stats.records_rejected[f"{slug}.{msg_type}: ingest error {type(exc).__name__}"] += 1
+            raise Refused(WRITE_ERROR) from exc
+        batch.reply_handlers.append((-1, lambda _reply: IngestCounts(records=0, written=taken)))
+        return batch
+
+    def commit(self, batch: WriteBatch) -> defer.Deferred[IngestCounts]:
+        """Send the batch in one transaction; fires with the module's counts (also added to /stats)."""
+        st = self.stats.counts
+        slug = batch.spec.slug
+
+        def written(replies: list[Any]) -> IngestCounts:
+            total = IngestCounts()
+            for index, handler in batch.reply_handlers:
+                counts = handler(replies[index] if index >= 0 else None)
+                total.records += counts.records
+                total.written += counts.written
+                total.repeats += counts.repeats
+                for why, n in counts.rejected.items():
+                    total.rejected[why] = total.rejected.get(why, 0) + n
+                    self.stats.records_rejected[f"{slug}: {why}"] += n
+            st["records_received"] += total.records
+            st["records_written"] += total.written
+            st["records_repeated"] += total.repeats
+            st["records_rejected"] += sum(total.rejected.values())
+            st["write_batches"] += 1
+            return total
+
+        def failed(failure: Any) -> Any:
+            st["write_failures"] += 1
+            return failure
+
+        return self.redis.transaction(batch.commands).addCallbacks(written, failed)
+
+
+class Refused(Exception):
+    """A body the server will not store, with the reason it is counted under."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason

@@ -8,16 +8,19 @@ written from spec/ alone; the Python object only points at it and adds behaviour
 from __future__ import annotations
 
 import argparse
+import hashlib
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 SLUG_RE = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
 MESSAGE_RE = re.compile(r"^[a-z0-9_.]{1,64}$")
-FIELD_TYPES = ("str", "int", "float", "number", "bool", "bin", "map", "array", "any")
+# "raw": bytes carried as a msgpack str (not UTF-8): what a body handed to Redis Lua needs, since
+# Redis 6.2's cmsgpack cannot read the bin type.
+FIELD_TYPES = ("str", "int", "float", "number", "bool", "bin", "raw", "map", "array", "any")
 KEY_TYPES = ("string", "hash", "set", "zset", "list", "stream")
 NOTIFY_CLASSES = set("g$lshzxetmd")
 
@@ -67,6 +70,7 @@ class ModuleSpec:
     keys: tuple[KeyTemplate, ...]
     notify_classes: str = ""
     source_path: str = ""
+    bin_as_str: bool = False  # probes pack bytes as msgpack str (for bodies applied by Redis Lua)
 
     @property
     def prefix(self) -> str:
@@ -96,6 +100,7 @@ class ModuleSpec:
             },
             "keys": [{"template": k.template, "type": k.type, "ttl": k.ttl, "doc": k.doc} for k in self.keys],
             "notify_classes": self.notify_classes,
+            "bin_as_str": self.bin_as_str,
         }
 
 
@@ -149,8 +154,10 @@ def load_module_spec(path: Path | str) -> ModuleSpec:
         ttl = k.get("ttl")
         _expect(ttl is None or (isinstance(ttl, int) and ttl > 0), f"{kwhere}.ttl", "seconds > 0 or absent", ttl)
         keys.append(KeyTemplate(template, k["type"], ttl, str(k.get("doc", ""))))
+    bin_as_str = raw.get("bin_as_str", False)
+    _expect(isinstance(bin_as_str, bool), f"{where}: bin_as_str", "true or false", bin_as_str)
     return ModuleSpec(int(mid), str(slug), str(version), str(raw.get("doc", "")), messages, tuple(keys), notify,
-                      str(path))
+                      str(path), bin_as_str)
 
 
 def builtin_spec_path(slug: str) -> Path:
@@ -173,9 +180,27 @@ class WriteBatch:
 
     spec: ModuleSpec
     commands: list[tuple[Any, ...]] = field(default_factory=list)
+    # (index in commands, function of that command's reply -> IngestCounts)
+    reply_handlers: list[tuple[int, Callable[[Any], IngestCounts]]] = field(default_factory=list)
 
     def add(self, *command: Any) -> None:
         self.commands.append(command)
+
+    def script(self, sha: str, *args: Any, on_reply: Callable[[Any], IngestCounts] | None = None) -> None:
+        """Run one of the module's Lua scripts (by its SHA-1, see :meth:`Module.script_sha`), no KEYS."""
+        if on_reply is not None:
+            self.reply_handlers.append((len(self.commands), on_reply))
+        self.commands.append(("EVALSHA", sha, 0, *args))
+
+
+@dataclass
+class IngestCounts:
+    """What a module's write did, for /stats: records seen, written anew, repeats, rejected by reason."""
+
+    records: int = 0
+    written: int = 0
+    repeats: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -228,6 +253,19 @@ class Module:
         raise NotImplementedError(f"module {self.spec.slug!r} has no probe source yet")
 
     # -- server side -----------------------------------------------------------------------
+    #: Lua scripts the module runs in Redis, by name (loaded on every connection to Redis).
+    scripts: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def script_sha(cls, name: str) -> str:
+        """The SHA-1 Redis knows a script by (EVALSHA); computed here, so no round trip is needed."""
+        return hashlib.sha1(cls.scripts[name].encode()).hexdigest()
+
+    def ingest_body(self, ctx: IngestContext, body: bytes, batch: WriteBatch) -> bool:
+        """Take a frame's body still packed (e.g. hand it whole to a Lua script) and return True; or
+        return False to have the core decode and validate it and call :meth:`ingest` instead."""
+        return False
+
     def ingest(self, ctx: IngestContext, messages: Iterable[dict[str, Any]], batch: WriteBatch) -> int:
         """Turn validated messages into Redis commands on ``batch``; return how many records were taken."""
         raise NotImplementedError(f"module {self.spec.slug!r} does not ingest yet")
@@ -265,6 +303,8 @@ def _type_ok(kind: str, value: Any) -> bool:
         return isinstance(value, bool)
     if kind == "bin":
         return isinstance(value, bytes)
+    if kind == "raw":
+        return isinstance(value, (bytes, str))
     if kind == "map":
         return isinstance(value, dict)
     if kind == "array":

@@ -204,6 +204,10 @@ class WiredrawServer(MultiService):
         classes = self.modules.notify_classes()
         if classes:
             yield self._ensure_notifications(protocol, classes)
+        # Module scripts go on every connection: a restarted Redis has forgotten them.
+        for loaded in self.modules:
+            for source in type(loaded.module).scripts.values():
+                yield protocol.execute("SCRIPT", "LOAD", source)
         assert self.ingest is not None
         yield self.ingest.load_windows(protocol)
 

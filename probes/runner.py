@@ -70,9 +70,10 @@ class Batcher:
     """Cuts (type, message) pairs into bodies: one message type per frame, at most ``max_records``
     messages and ``max_bytes`` packed bytes each. Each message is packed once, never re-encoded."""
 
-    def __init__(self, max_records: int, max_bytes: int):
+    def __init__(self, max_records: int, max_bytes: int, bin_as_str: bool = False):
         self.max_records, self.max_bytes = max_records, max_bytes
-        self.packer = msgpack.Packer(use_bin_type=True)
+        # A module whose bodies are applied by Redis Lua packs bytes as str (cmsgpack has no bin type).
+        self.packer = msgpack.Packer(use_bin_type=not bin_as_str)
         self.too_big = 0
 
     def batches(self, messages: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, bytes, int]]:
@@ -217,7 +218,7 @@ class ProbeRunner:
         max_frame = opts.max_datagram or (60000 if loop else 1200)
         if opts.transport == "tcp":
             max_frame = wire.DEFAULT_LIMITS.max_frame_bytes
-        self.batcher = Batcher(opts.batch_records, max_frame - wire.MAX_ENVELOPE_BYTES)
+        self.batcher = Batcher(opts.batch_records, max_frame - wire.MAX_ENVELOPE_BYTES, module.spec.bin_as_str)
         opts.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.state_file = opts.state_dir / "probe-state.json"
         self.spool = Spool(opts.state_dir / "spool", opts.spool_max_bytes, fsync=opts.fsync)

@@ -6,9 +6,10 @@ from collections.abc import Callable
 
 from wiredraw.core.hookspecs import hookimpl
 from wiredraw.core.module import Module, builtin_spec_path
+from wiredraw.plugins.net_zeek.keys import ZeekKeys
 
 
-class NetZeekModule(Module):
+class NetZeekModule(ZeekKeys, Module):
     spec_path = builtin_spec_path("net_zeek")
 
 

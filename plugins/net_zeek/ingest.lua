@@ -1,0 +1,178 @@
+-- net_zeek: apply one batch of Zeek records inside Redis (DESIGN.md §3: server-side batch application).
+-- ARGV[1] probe id, ARGV[2] the frame's body (msgpack array of {path, ts, uid?, rec}), ARGV[3] retention (s).
+-- Runs on Redis 6.2 and 7.x (EVAL/EVALSHA; Functions need 7). Key templates: spec/modules/net_zeek.toml.
+-- Returns {records, new, repeats, rejected, reason1, count1, reason2, count2, ...}.
+--
+-- Rules: the same record from the same probe twice writes nothing and so notifies nothing (SET NX,
+-- HSETNX, SADD of a present member, and EXPIRE only on what was just created); from a second probe only
+-- its membership is added. Index, histogram and host entries are gathered per batch and written once.
+
+local probe = ARGV[1]
+local ttl = tonumber(ARGV[3])
+local P = 'wd:net_zeek:'
+
+local ok, msgs = pcall(cmsgpack.unpack, ARGV[2])
+if not ok or type(msgs) ~= 'table' then
+  return {0, 0, 0, 1, 'body is not a msgpack array', 1}
+end
+
+local records, new, repeats, rejected = 0, 0, 0, 0
+local reasons = {}
+local function reject(why)
+  rejected = rejected + 1
+  reasons[why] = (reasons[why] or 0) + 1
+end
+
+local expire = {}      -- keys created in this batch: one EXPIRE each, at the end
+local hosts = {}       -- ip -> latest ts
+local hist = {}        -- chunk -> {conns, bytes}
+local names = {}       -- ip -> {name -> ts}
+local first, last = nil, nil
+local floor, format = math.floor, string.format
+
+local function see_time(ts)
+  if first == nil or ts < first then first = ts end
+  if last == nil or ts > last then last = ts end
+end
+
+local function see_host(ip, ts)
+  if type(ip) == 'string' and ip ~= '' then
+    local seen = hosts[ip]
+    if seen == nil or ts > seen then hosts[ip] = ts end
+  end
+end
+
+-- Store one record in a hash of records, with this probe's membership. Returns 1 if the record is new.
+local function store_in(key, path, raw)
+  local field = path .. ':' .. redis.sha1hex(raw)
+  local created = redis.call('HSETNX', key, field, raw)
+  local member = redis.call('HSETNX', key, field .. '@' .. probe, 1)
+  if created == 1 or member == 1 then expire[key] = true end
+  return created, member
+end
+
+local function is_ip(s)
+  return type(s) == 'string' and (s:match('^%d+%.%d+%.%d+%.%d+$') ~= nil or s:match('^[%x:]+:[%x:%.]*$') ~= nil)
+end
+
+-- Interval index level: the smallest k with 60 * 4^k >= duration (capped), so one bucket holds it.
+local function level_of(duration)
+  local size, k = 60, 0
+  while size < duration and k < 12 do size = size * 4; k = k + 1 end
+  return k, size
+end
+
+for i = 1, #msgs do
+  local m = msgs[i]
+  local path, ts, uid, raw
+  if type(m) == 'table' then path, ts, uid, raw = m['path'], m['ts'], m['uid'], m['rec'] end
+  records = records + 1
+  if type(path) ~= 'string' or type(raw) ~= 'string' or path == '' then
+    reject('not a {path, rec} message')
+  elseif ts ~= nil and type(ts) ~= 'number' then
+    reject('ts is not a number')
+  elseif uid ~= nil and type(uid) ~= 'string' then
+    reject('uid is not a string')
+  elseif path == 'conn' then
+    local okr, rec = pcall(cmsgpack.unpack, raw)
+    if uid == nil or ts == nil then
+      reject('conn record without uid or ts')
+    elseif not okr or type(rec) ~= 'table' then
+      reject('conn rec is not a msgpack map')
+    else
+      local key = P .. 'conn:' .. uid
+      local created = redis.call('SET', key, raw, 'NX', 'EX', ttl)
+      local member = redis.call('SADD', key .. ':probes', probe)
+      if member == 1 then redis.call('EXPIRE', key .. ':probes', ttl) end
+      see_host(rec['id.orig_h'], ts)
+      see_host(rec['id.resp_h'], ts)
+      if created then
+        new = new + 1
+        see_time(ts)
+        local duration = tonumber(rec['duration']) or 0
+        if duration < 0 then duration = 0 end
+        local k, size = level_of(duration)
+        local ix = P .. 'ix:' .. k .. ':' .. floor(ts / size)
+        redis.call('ZADD', ix, ts + duration, format('%.6f|%s', ts, uid))
+        expire[ix] = true
+        local chunk = floor(ts / 60)
+        local h = hist[chunk]
+        if h == nil then h = {0, 0}; hist[chunk] = h end
+        h[1] = h[1] + 1
+        h[2] = h[2] + (tonumber(rec['orig_bytes']) or 0) + (tonumber(rec['resp_bytes']) or 0)
+        see_time(ts + duration)
+      elseif member == 0 then
+        repeats = repeats + 1
+      end
+    end
+  else
+    local created, member
+    if uid ~= nil then
+      created, member = store_in(P .. 'uid:' .. uid, path, raw)
+      if path == 'dns' then
+        local okr, rec = pcall(cmsgpack.unpack, raw)
+        if okr and type(rec) == 'table' and type(rec['query']) == 'string' and type(rec['answers']) == 'table' then
+          for _, answer in ipairs(rec['answers']) do
+            if is_ip(answer) then
+              local n = names[answer]
+              if n == nil then n = {}; names[answer] = n end
+              local seen = n[rec['query']]
+              if seen == nil or (ts or 0) > seen then n[rec['query']] = ts or 0 end
+            end
+          end
+        end
+      end
+    else
+      local okr, rec = pcall(cmsgpack.unpack, raw)
+      if not okr or type(rec) ~= 'table' then rec = {} end
+      local links = rec['conn_uids']
+      if path == 'x509' and (rec['fingerprint'] or rec['id']) then
+        created, member = store_in(P .. 'cert:' .. (rec['fingerprint'] or rec['id']), path, raw)
+      elseif type(links) == 'table' and #links > 0 then
+        for _, link in ipairs(links) do created, member = store_in(P .. 'uid:' .. link, path, raw) end
+      elseif ts ~= nil then
+        created, member = store_in(P .. 'log:' .. path .. ':' .. floor(ts / 600), path, raw)
+      else
+        reject('record without uid, link or ts')
+      end
+    end
+    if created == 1 then
+      new = new + 1
+      if ts ~= nil then see_time(ts) end
+    elseif created == 0 and member == 0 then
+      repeats = repeats + 1
+    end
+  end
+end
+
+-- Per-batch writes: each key once.
+for chunk, h in pairs(hist) do
+  local key = P .. 'hist:' .. chunk
+  redis.call('HINCRBY', key, 'conns', h[1])
+  redis.call('HINCRBY', key, 'bytes', h[2])
+  expire[key] = true
+end
+for ip, ts in pairs(hosts) do
+  redis.call('SADD', P .. 'host:' .. ip, probe)
+  redis.call('ZADD', P .. 'hosts', 'GT', ts, ip)
+end
+for ip, n in pairs(names) do
+  local key = P .. 'names:' .. ip
+  for name, ts in pairs(n) do
+    if redis.call('ZADD', key, 'GT', 'CH', ts, name) == 1 then expire[key] = true end
+  end
+end
+for key in pairs(expire) do redis.call('EXPIRE', key, ttl) end
+if first ~= nil then
+  local span = P .. 'span'
+  local have = redis.call('HMGET', span, 'first', 'last')
+  if have[1] == false or first < tonumber(have[1]) then redis.call('HSET', span, 'first', format('%.6f', first)) end
+  if have[2] == false or last > tonumber(have[2]) then redis.call('HSET', span, 'last', format('%.6f', last)) end
+end
+
+local out = {records, new, repeats, rejected}
+for why, count in pairs(reasons) do
+  out[#out + 1] = why
+  out[#out + 1] = count
+end
+return out
