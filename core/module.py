@@ -14,7 +14,7 @@ import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, BinaryIO, ClassVar, Protocol, runtime_checkable
 
 SLUG_RE = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
 MESSAGE_RE = re.compile(r"^[a-z0-9_.]{1,64}$")
@@ -269,6 +269,22 @@ class Module:
     def ingest(self, ctx: IngestContext, messages: Iterable[dict[str, Any]], batch: WriteBatch) -> int:
         """Turn validated messages into Redis commands on ``batch``; return how many records were taken."""
         raise NotImplementedError(f"module {self.spec.slug!r} does not ingest yet")
+
+    #: ``POST /<http_prefix>/<name>`` on the server's HTTP port feeds :meth:`collect` (None: no route).
+    http_prefix: ClassVar[str | None] = None
+
+    def collect(self, name: str, body: BinaryIO) -> Collected:
+        """Parse an uploaded body (server side, from a collector) into (message type, message) pairs."""
+        raise NotImplementedError(f"module {self.spec.slug!r} takes no uploads")
+
+
+@dataclass
+class Collected:
+    """What :meth:`Module.collect` made of an upload: messages, and the lines it could not use."""
+
+    messages: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    bad_count: int = 0
+    bad: list[tuple[int, str]] = field(default_factory=list)  # (line number, reason), the first few
 
 
 def validate_message(spec: MessageSpec, message: Any) -> str | None:

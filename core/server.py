@@ -23,7 +23,8 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 from wiredraw.core import wire
-from wiredraw.core.credentials import ProbeKeys, ensure_private_dir
+from wiredraw.core.collector import DEFAULT_MAX_UPLOAD, CollectorResource, make_site_request_factory
+from wiredraw.core.credentials import ProbeKeys, Tokens, ensure_private_dir
 from wiredraw.core.ingest import Ingest, Stats
 from wiredraw.core.plugins import ModuleSet
 from wiredraw.core.probe_listener import ProbeDatagramProtocol, ProbeStreamFactory
@@ -45,6 +46,7 @@ class ServerConfig:
     viz_port: int = DEFAULT_VIZ_PORT
     http_port: int = DEFAULT_HTTP_PORT
     ephemeral: bool = False
+    max_upload: int = DEFAULT_MAX_UPLOAD  # bytes, for HTTP collector uploads
     limits: wire.Limits = field(default_factory=lambda: wire.DEFAULT_LIMITS)
 
     def check(self) -> ServerConfig:
@@ -58,6 +60,8 @@ class ServerConfig:
             port = getattr(self, name)
             if not isinstance(port, int) or not 0 <= port <= 65535:
                 problems.append(f"--{name.replace('_', '-')} {port!r} is not a port number (0 picks a free one)")
+        if not isinstance(self.max_upload, int) or self.max_upload <= 0:
+            problems.append(f"--max-upload-mb must be positive, got {self.max_upload!r}")
         fixed = [p for p in (self.probe_port, self.viz_port, self.http_port) if p]
         if len(fixed) != len(set(fixed)):
             problems.append("--probe-port, --viz-port and --http-port must differ")
@@ -116,7 +120,12 @@ class ListenersService(Service):
         root = Resource()
         root.putChild(b"stats", JSONResource(stats_view))
         root.putChild(b"health", JSONResource(health_view))
-        self.site = Site(root)
+        tokens = Tokens(config.data_dir)
+        for loaded in ingest.modules:
+            prefix = type(loaded.module).http_prefix
+            if prefix:  # e.g. net_zeek's POST /logs/<type>
+                root.putChild(prefix.encode(), CollectorResource(loaded, ingest, tokens, config.max_upload))
+        self.site = Site(root, requestFactory=make_site_request_factory(config.max_upload))
         self.site.noisy = False
         self.ports: dict[str, Any] = {}
 

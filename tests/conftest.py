@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 
 import pytest
 import redis
+from processes import World, short_dir
 from wiredraw.core.embedded_redis import EmbeddedRedis
 
 # --- Redis ---------------------------------------------------------------------------------------------
@@ -42,3 +44,18 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
         yield client
     finally:
         client.close()
+
+
+# --- processes ------------------------------------------------------------------------------------------
+# A World starts real `wiredraw server` / `wiredraw probe` processes and stops them all in teardown.
+
+
+@pytest.fixture
+def world() -> Iterator[World]:
+    root = short_dir()
+    w = World(root)
+    try:
+        yield w
+    finally:
+        w.close()
+        shutil.rmtree(root, ignore_errors=True)

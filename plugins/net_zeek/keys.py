@@ -8,9 +8,11 @@ Python work for Zeek records (notes/perf.md: the Python client, not Redis, is th
 from __future__ import annotations
 
 from importlib.resources import files
-from typing import Any, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
-from wiredraw.core.module import IngestContext, IngestCounts, WriteBatch
+import msgpack
+
+from wiredraw.core.module import Collected, IngestContext, IngestCounts, WriteBatch
 
 DEFAULT_RETENTION = 7 * 86400  # seconds of history kept (keys' TTL)
 INGEST_LUA = (files("wiredraw.plugins.net_zeek") / "ingest.lua").read_text(encoding="utf-8")
@@ -59,3 +61,34 @@ def index_buckets(t0: float, t1: float) -> list[tuple[int, int]]:
         out.extend((k, b) for b in range(first, last + 1))
         size *= INDEX_FACTOR
     return out
+
+
+def record_message(record: Any) -> dict[str, Any]:
+    """The wire message for one parsed Zeek record (spec/modules/net_zeek.toml, message ``log``)."""
+    msg: dict[str, Any] = {"path": record.path, "ts": record.ts, "rec": _PACKER.pack(record.fields)}
+    if record.uid is not None:
+        msg["uid"] = record.uid
+    return msg
+
+
+_PACKER = msgpack.Packer(use_bin_type=True)
+
+
+class ZeekCollector:
+    """Mixin for the module object: ``POST /logs/<type>`` (JSON lines, or TSV lines after their header)."""
+
+    http_prefix: ClassVar[str | None] = "logs"
+
+    def collect(self, name: str, body: BinaryIO) -> Collected:
+        from wiredraw.plugins.net_zeek.parser import LogStream
+
+        stream = LogStream(f"POST /logs/{name}", path_hint=name)
+        out = Collected()
+        lineno = 0
+        for lineno, line in enumerate(body, start=1):
+            record = stream.feed(line.rstrip(b"\r\n"), lineno)
+            if record is not None:
+                out.messages.append(("log", record_message(record)))
+        out.bad_count = stream.bad_count
+        out.bad = [(b.line, b.reason) for b in stream.bad]
+        return out

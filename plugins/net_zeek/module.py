@@ -6,10 +6,10 @@ from collections.abc import Callable
 
 from wiredraw.core.hookspecs import hookimpl
 from wiredraw.core.module import Module, builtin_spec_path
-from wiredraw.plugins.net_zeek.keys import ZeekKeys
+from wiredraw.plugins.net_zeek.keys import ZeekCollector, ZeekKeys
 
 
-class NetZeekModule(ZeekKeys, Module):
+class NetZeekModule(ZeekKeys, ZeekCollector, Module):
     spec_path = builtin_spec_path("net_zeek")
 
 
