@@ -15,7 +15,6 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
-
 from wiredraw.core.credentials import Tokens
 from wiredraw.core.ingest import Ingest, Refused
 from wiredraw.core.module import IngestCounts

@@ -11,7 +11,6 @@ from importlib.resources import files
 from typing import Any, BinaryIO, ClassVar
 
 import msgpack
-
 from wiredraw.core.module import Collected, IngestContext, IngestCounts, WriteBatch
 
 DEFAULT_RETENTION = 7 * 86400  # seconds of history kept (keys' TTL)
