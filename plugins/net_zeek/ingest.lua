@@ -62,6 +62,26 @@ local function level_of(duration)
   return k, size
 end
 
+local function clean_duration(rec)
+  return tonumber(rec['duration']) or 0
+end
+
+local function index_conn(uid, ts, duration)
+  if duration < 0 then duration = 0 end
+  local k, size = level_of(duration)
+  local ix = P .. 'ix:' .. k .. ':' .. floor(ts / size)
+  redis.call('ZADD', ix, ts + duration, format('%.6f|%s', ts, uid))
+  expire[ix] = true
+end
+
+local function count_conn(ts, conns, bytes)
+  local chunk = floor(ts / 60)
+  local h = hist[chunk]
+  if h == nil then h = {0, 0}; hist[chunk] = h end
+  h[1] = h[1] + conns
+  h[2] = h[2] + bytes
+end
+
 for i = 1, #msgs do
   local m = msgs[i]
   local path, ts, uid, raw
@@ -73,7 +93,7 @@ for i = 1, #msgs do
     reject('ts is not a number')
   elseif uid ~= nil and type(uid) ~= 'string' then
     reject('uid is not a string')
-  elseif path == 'conn' then
+  elseif path == 'conn' or path == 'open_conn' then
     local okr, rec = pcall(cmsgpack.unpack, raw)
     if uid == nil or ts == nil then
       reject('conn record without uid or ts')
@@ -86,23 +106,32 @@ for i = 1, #msgs do
       if member == 1 then redis.call('EXPIRE', key .. ':probes', ttl) end
       see_host(rec['id.orig_h'], ts)
       see_host(rec['id.resp_h'], ts)
+      local duration = clean_duration(rec)
+      local bytes = (tonumber(rec['orig_bytes']) or 0) + (tonumber(rec['resp_bytes']) or 0)
       if created then
         new = new + 1
+        index_conn(uid, ts, duration)
+        count_conn(ts, 1, bytes)
         see_time(ts)
-        local duration = tonumber(rec['duration']) or 0
-        if duration < 0 then duration = 0 end
-        local k, size = level_of(duration)
-        local ix = P .. 'ix:' .. k .. ':' .. floor(ts / size)
-        redis.call('ZADD', ix, ts + duration, format('%.6f|%s', ts, uid))
-        expire[ix] = true
-        local chunk = floor(ts / 60)
-        local h = hist[chunk]
-        if h == nil then h = {0, 0}; hist[chunk] = h end
-        h[1] = h[1] + 1
-        h[2] = h[2] + (tonumber(rec['orig_bytes']) or 0) + (tonumber(rec['resp_bytes']) or 0)
         see_time(ts + duration)
-      elseif member == 0 then
-        repeats = repeats + 1
+      else
+        -- A long connection is reported again as it goes on (open_conn every hour, then conn.log when
+        -- it ends): a later report that lasts longer replaces the record and moves its index entry.
+        local ok_old, old = pcall(cmsgpack.unpack, redis.call('GET', key))
+        if not ok_old or type(old) ~= 'table' or type(old['ts']) ~= 'number' then old = {ts = ts, duration = -1} end
+        local old_duration = clean_duration(old)
+        if duration > old_duration then
+          redis.call('SET', key, raw, 'KEEPTTL')
+          local old_k, old_size = level_of(math.max(old_duration, 0))
+          redis.call('ZREM', P .. 'ix:' .. old_k .. ':' .. floor(old['ts'] / old_size), format('%.6f|%s', old['ts'], uid))
+          index_conn(uid, ts, duration)
+          local old_bytes = (tonumber(old['orig_bytes']) or 0) + (tonumber(old['resp_bytes']) or 0)
+          count_conn(ts, 0, bytes - old_bytes)
+          see_time(ts + duration)
+          new = new + 1
+        elseif member == 0 then
+          repeats = repeats + 1
+        end
       end
     end
   else
