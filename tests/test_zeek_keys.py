@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import msgpack
 import pytest
@@ -162,3 +163,55 @@ def test_bad_messages_are_counted_and_the_rest_stored(ingest, redis_client):
 def test_reply_parser():
     counts = parse_ingest_reply([5, 3, 1, 1, b"why", 1])
     assert (counts.records, counts.written, counts.repeats, counts.rejected) == (5, 3, 1, {"why": 1})
+
+
+def test_a_growing_connection_is_updated_and_reindexed(ingest, redis_client):
+    ingest([msg("open_conn", conn("LONG", T0, duration=3600.0, ob=10, rb=10))])
+    events = keyspace_events(redis_client, lambda: ingest([msg("open_conn", conn("LONG", T0, duration=3600.0,
+                                                                                  ob=10, rb=10))]))
+    assert events == []  # the same report again is no change
+    ingest([msg("open_conn", conn("LONG", T0, duration=7200.0, ob=50, rb=50))])
+    ingest([msg("conn", conn("LONG", T0, duration=9000.0, ob=100, rb=100))])
+    ingest([msg("open_conn", conn("LONG", T0, duration=3600.0, ob=10, rb=10))])  # a late, shorter report
+    assert msgpack.unpackb(redis_client.get("wd:net_zeek:conn:LONG"))["duration"] == 9000.0
+    found, _ = active(redis_client, T0 + 8999)
+    assert [c.uid for c in found] == ["LONG"] and found[0].end == T0 + 9000
+    entries = [k for k in redis_client.keys("wd:net_zeek:ix:*") if redis_client.zcard(k)]
+    assert len(entries) == 1  # the old index entries were moved, not left behind
+    assert redis_client.hgetall(f"wd:net_zeek:hist:{int(T0 // 60)}") == {b"conns": b"1", b"bytes": b"200"}
+
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "zeek"
+
+
+@pytest.mark.skipif(not DATA.is_dir(), reason=f"real Zeek data not found at {DATA} (../shared/data)")
+def test_real_day_long_ssh_session_is_active_at_every_point(ingest, redis_client):
+    """rita_missing_host: an SSH session open all day appears only in the hourly open_conn logs."""
+    from wiredraw.plugins.net_zeek.keys import record_message
+    from wiredraw.plugins.net_zeek.parser import read_log
+
+    day = DATA / "tsv" / "rita_missing_host" / "2024-04-19"
+    files = sorted(day.glob("open_conn.*.log.gz")) + sorted(day.glob("conn.*.log.gz"))
+    longest: dict[str, tuple[float, float]] = {}
+    for path in files:
+        records = read_log(path).records
+        for i in range(0, len(records), 500):
+            ingest([record_message(r) for r in records[i:i + 500]])
+        for r in records:
+            d = r.fields.get("duration") or 0.0
+            if r.uid and d > longest.get(r.uid, (0.0, 0.0))[1]:
+                longest[r.uid] = (r.ts, d)
+    uid, (start, duration) = max(longest.items(), key=lambda kv: kv[1][1])
+    assert duration > 20 * 3600, f"expected a connection of many hours, longest is {duration} s"
+    costs = []
+    t = start
+    while t <= start + duration:
+        found, examined = active(redis_client, t)
+        assert uid in {c.uid for c in found}, f"{uid} not active at {t}"
+        costs.append(examined)
+        t += 1800
+    # what a point query examines is bounded by what starts near t, never by the session's length
+    found, examined_all = active(redis_client, start, start + duration)
+    busiest = max(costs)
+    print(f"point queries examined at most {busiest} index entries; the whole interval {examined_all}")
+    assert busiest < examined_all / 4, (busiest, examined_all)

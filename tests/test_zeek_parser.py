@@ -1,0 +1,368 @@
+"""Zeek log parser: unit cases plus checks over the real logs in ../shared/data/zeek (read in place)."""
+
+from __future__ import annotations
+
+import gzip
+import math
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from wiredraw.plugins.net_zeek.parser import (
+    LogStream,
+    ZeekRecord,
+    iter_log,
+    open_log,
+    path_from_filename,
+    read_log,
+    sniff_log,
+)
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+ZEEK = DATA / "zeek"
+EDGE = ZEEK / "tsv" / "zeek_btest_v3.2.4_logging_edgecases"
+
+
+@pytest.fixture(scope="module")
+def zeek() -> Path:
+    if not ZEEK.is_dir():
+        pytest.skip(f"real Zeek data not found at {ZEEK} (the shared data checkout is absent)")
+    return ZEEK
+
+
+def _lines(path: Path) -> list[bytes]:
+    with open_log(path) as f:
+        return f.read().split(b"\n")
+
+
+def _data_line_count(path: Path, fmt: str) -> int:
+    """Independent count: lines that are not blank and (TSV) do not start with the file's meta prefix."""
+    lines = [ln.rstrip(b"\r") for ln in _lines(path)]
+    lines = [ln for ln in lines if ln]
+    if fmt == "json":
+        return len(lines)
+    prefix = b"#"
+    first = lines[0] if lines else b""
+    if b"separator " in first[:40]:
+        prefix = first[: first.index(b"separator ")]
+    return sum(1 for ln in lines if not ln.startswith(prefix))
+
+
+def _norm(v: Any) -> Any:
+    if isinstance(v, float):
+        return round(v, 6)
+    if isinstance(v, list):
+        # Zeek's TSV writer spells both {} and {""} as (empty) (known_services.service); JSON keeps [""].
+        return () if v == [""] else tuple(_norm(e) for e in v)
+    return v
+
+
+def _key(r: ZeekRecord) -> tuple[Any, ...]:
+    # JSON writers omit unset fields where TSV has None: compare what is set.
+    return (r.path, tuple(sorted((k, _norm(v)) for k, v in r.fields.items() if v is not None)))
+
+
+def _stream(name: str, text: bytes) -> tuple[LogStream, list[ZeekRecord]]:
+    s = LogStream(name)
+    recs = [r for n, ln in enumerate(text.split(b"\n"), 1) if (r := s.feed(ln, n)) is not None]
+    return s, recs
+
+
+HEADER = (
+    b"#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\tconn\n"
+    b"#fields\tts\tuid\tid.orig_h\tid.orig_p\tduration\torig_bytes\tlocal_orig\tservice\ttunnel_parents\tv\n"
+    b"#types\ttime\tstring\taddr\tport\tinterval\tcount\tbool\tstring\tset[string]\tvector[count]\n"
+)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Unit cases (no data needed)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_types_unset_and_empty() -> None:
+    s, recs = _stream("x.log", HEADER + b"1.5\tCabc\t10.0.0.1\t80\t-\t0\tT\t(empty)\t(empty)\t1,-,3\n")
+    (r,) = recs
+    assert r.path == "conn" and r.ts == 1.5 and r.uid == "Cabc"
+    f = r.fields
+    assert f["id.orig_p"] == 80 and f["duration"] is None and f["orig_bytes"] == 0
+    assert f["local_orig"] is True and f["service"] == "" and f["tunnel_parents"] == []
+    assert f["v"] == [1, None, 3]
+    assert s.records == 1 and s.bad_count == 0
+
+
+@pytest.mark.parametrize(
+    ("row", "reason"),
+    [
+        (b"1.5\tC\t1.1.1.1\t80\t-\t0\tT\t-\t-", "short row"),
+        (b"1.5\tC\t1.1.1.1\t80\t-\t0\tT\t-\t-\t-\textra", "long row"),
+        (b"1.5\tC\t1.1.1.1\t80\t-\tabc\tT\t-\t-\t-", "orig_bytes"),
+        (b"1.5\tC\t1.1.1.1\t80\t-\t0\tX\t-\t-\t-", "local_orig"),
+        (b"1.5\tC\t1.1.1.1\t80\t-\t0\tT\tfoo\\xZ1\t-\t-", "broken escape"),
+    ],
+)
+def test_bad_lines_are_counted_and_skipped(row: bytes, reason: str) -> None:
+    good = b"2.5\tC\t1.1.1.1\t80\t-\t0\tT\t-\t-\t-"
+    s, recs = _stream("x.log", HEADER + row + b"\n" + good + b"\n")
+    assert [r.ts for r in recs] == [2.5]
+    assert s.bad_count == 1 and s.bad[0].line == 8 and reason in s.bad[0].reason
+    assert s.data_lines == 2
+
+
+def test_unknown_type_stays_str() -> None:
+    text = b"#separator \\x09\n#fields\ta\tb\n#types\tint64\ttable[string]\nbingbong\t-\n"
+    _, (r,) = _stream("t.log", text)
+    assert r.fields == {"a": "bingbong", "b": None} and r.path == "t"
+
+
+def test_separator_line_with_trailing_tab_and_crlf() -> None:
+    text = b"#separator \\x09\t\r\n#fields\ta\tb\r\n#types\tcount\tstring\r\n7\tx\r\n"
+    _, (r,) = _stream("t.log", text)
+    assert r.fields == {"a": 7, "b": "x"}
+
+
+def test_json_nested_id_iso_ts_and_writer_meta() -> None:
+    s = LogStream("conn.log")
+    line = b'{"_path":"dns","_write_ts":"2020-01-01T00:00:00.000000Z","ts":"1969-12-31T23:59:59.600000Z",'
+    line += b'"uid":"C1","id":{"orig_h":"::1","orig_p":53},"answers":null,"ttls":[1.0]}'
+    r = s.feed(line, 1)
+    assert r is not None and r.path == "dns" and r.uid == "C1"
+    assert r.ts is not None and math.isclose(r.ts, -0.4, abs_tol=1e-9)
+    assert r.fields["id.orig_h"] == "::1" and r.fields["id.orig_p"] == 53 and r.fields["answers"] is None
+    assert "_path" not in r.fields and "_write_ts" not in r.fields
+    assert s.feed(b"[1,2]", 2) is None and s.feed(b'{"a":', 3) is None and s.bad_count == 2
+    assert s.feed(b'{"ts": 12}', 4) == ZeekRecord("conn", 12.0, None, {"ts": 12.0})
+
+
+def test_path_from_filename() -> None:
+    assert path_from_filename("conn.16:00:00-17:00:00.log.gz") == "conn"
+    assert path_from_filename("/a/b/conn.log") == "conn"
+    assert path_from_filename("ssl-all.log") == "ssl-all"
+
+
+def test_resume_from_header_state() -> None:
+    rows = [f"{i}.5\tC{i}\t10.0.0.1\t{i}\t-\t{i}\tF\thttp\ta,b\t{i}".encode() for i in range(10)]
+    text = HEADER + b"\n".join(rows) + b"\n"
+    whole, recs = _stream("x.log", text)
+    lines = text.split(b"\n")
+    first = LogStream("x.log")
+    for n, ln in enumerate(lines[:12], 1):
+        first.feed(ln, n)
+    again = LogStream.resume("x.log", first.header_state())
+    rest = [r for n, ln in enumerate(lines[12:], 13) if (r := again.feed(ln, n)) is not None]
+    assert rest == recs[5:] and again.records == 5 and again.bad_count == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=80), max_size=12), st.booleans())
+def test_feed_never_raises(lines: list[bytes], with_header: bool) -> None:
+    s = LogStream("fuzz.log")
+    if with_header:
+        for n, ln in enumerate(HEADER.split(b"\n"), 1):
+            s.feed(ln, n)
+    for n, ln in enumerate(lines, 100):
+        r = s.feed(ln, n)
+        assert r is None or isinstance(r, ZeekRecord)
+    assert s.records + s.bad_count == s.data_lines
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from([b"-", b"(empty)", b"\\x2c", b"a,b", b"\\xff", b"\\\\", b"1", b"T", b"x"]),
+        min_size=10,
+        max_size=10,
+    )
+)
+def test_values_are_msgpack_safe_str(cols: list[bytes]) -> None:
+    s = LogStream("fuzz.log")
+    for n, ln in enumerate(HEADER.split(b"\n"), 1):
+        s.feed(ln, n)
+    r = s.feed(b"\t".join(cols), 50)
+    if r is not None:
+        for v in r.fields.values():
+            for e in v if isinstance(v, list) else [v]:
+                if isinstance(e, str):
+                    e.encode("utf-8")  # no lone surrogates
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Real data
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_every_real_log_loads_and_counts_add_up(zeek: Path) -> None:
+    per_folder: dict[str, list[int]] = {}
+    skipped: list[str] = []
+    for p in sorted(q for q in zeek.rglob("*") if q.is_file()):
+        fmt = sniff_log(p)
+        if fmt is None:
+            skipped.append(p.name)
+            continue
+        lf = read_log(p)
+        assert len(lf.records) + lf.bad_count == lf.data_lines == _data_line_count(p, fmt), p
+        c = per_folder.setdefault("/".join(p.relative_to(zeek).parts[:2]), [0, 0, 0])
+        c[0] += 1
+        c[1] += len(lf.records)
+        c[2] += lf.bad_count
+    for folder, (files, recs, bad) in sorted(per_folder.items()):
+        print(f"{folder}: {files} files, {recs} records, {bad} bad lines")
+    # Only zeekctl's text reports (and a README) are not Zeek logs.
+    assert skipped and all(n.startswith("conn-summary.") or n.startswith("README") for n in skipped)
+    assert sum(n.startswith("conn-summary.") for n in skipped) == 24
+    assert per_folder["tsv/zed_sample_data_wrccdc2018"][1:] == [141466, 0]
+    assert per_folder["json/zed_sample_data_wrccdc2018"][1:] == [141466, 0]
+    # The btest canonifier masked the timestamps of this baseline as XXXXXXXXXX.XXXXXX: bad time values.
+    smb = read_log(zeek / "tsv/zeek_btest_v3.2.4/scripts.base.protocols.smb.smb3-multichannel/smb_files.log")
+    assert smb.bad_count == 72 and not smb.records and "ts (time)" in smb.bad[0].reason
+
+
+def test_rita_edgecases_bad_line_counts(zeek: Path) -> None:
+    d = zeek / "tsv" / "rita_edgecases"
+    cut = read_log(d / "truncated_conn.log")
+    assert (len(cut.records), cut.bad_count) == (58, 1)
+    assert cut.bad[0].line == 67 and "cut-off last line" in cut.bad[0].reason
+    nohead = read_log(d / "truncated_conn_top_noheader.log")
+    assert (len(nohead.records), nohead.bad_count) == (0, 59)
+    assert all("no header" in b.reason for b in nohead.bad)
+    # i_dont_exist is typed int64 (not a Zeek type): kept as str, so "bingbong" is fine. Row 1 lacks that
+    # column (29 of 30): bad. The last row has no final newline but parses, so it is a record.
+    http = read_log(d / "has_unknown_field_http.log")
+    assert (len(http.records), http.bad_count) == (4, 1)
+    assert http.bad[0].line == 9 and "short row" in http.bad[0].reason
+    assert {r.fields["i_dont_exist"] for r in http.records} == {"bingbong"}
+
+
+def test_zed_tsv_and_json_give_identical_records(zeek: Path) -> None:
+    tsv_dir, json_dir = zeek / "tsv/zed_sample_data_wrccdc2018", zeek / "json/zed_sample_data_wrccdc2018"
+    names = sorted(p.name for p in tsv_dir.iterdir())
+    assert names == sorted(p.name for p in json_dir.iterdir()) and len(names) == 30
+    for name in names:
+        t, j = read_log(tsv_dir / name), read_log(json_dir / name)
+        assert t.bad_count == j.bad_count == 0
+        assert len(t.records) == len(j.records), name
+        assert Counter(map(_key, t.records)) == Counter(map(_key, j.records)), name
+    x509 = read_log(json_dir / "x509.log").records[0]
+    assert isinstance(x509.fields["certificate.not_valid_before"], float)
+
+
+def test_zui_multi_block_tsv(zeek: Path) -> None:
+    t = read_log(zeek / "tsv/zui_sample/sample.zeektsv")
+    j = read_log(zeek / "json/zui_sample/sample.ndjson")
+    # 14 header blocks: each record takes the #path of its block. The JSON is NOT the same run (other uids),
+    # but it holds the same number of records per log type.
+    assert Counter(r.path for r in t.records) == Counter(r.path for r in j.records)
+    assert len({r.path for r in t.records}) == 8 and t.bad_count == j.bad_count == 0
+    assert all(r.path == "conn" for r in t.records if "conn_state" in r.fields)
+
+
+def test_uids_link_to_conn_in_proxy_rolling(zeek: Path) -> None:
+    d = zeek / "tsv/rita_proxy_rolling"
+    by_path: dict[str, list[ZeekRecord]] = {}
+    for p in d.iterdir():
+        for r in read_log(p).records:
+            by_path.setdefault(r.path, []).append(r)
+    conn_uids = {r.uid for r in by_path["conn"]}
+    for path in ("dns", "http", "ssl"):
+        uids = [r.uid for r in by_path[path] if r.uid]
+        frac = sum(u in conn_uids for u in uids) / len(uids)
+        print(f"rita_proxy_rolling {path}: {len(uids)} uids, {frac:.1%} found in conn")
+        assert frac > 0.9, path
+    assert "_node_name" in by_path["conn"][0].fields
+
+
+def test_unset_is_none_and_empty_is_empty_list(zeek: Path) -> None:
+    recs = read_log(zeek / "tsv/rita_edgecases/truncated_conn.log").records
+    unset = [r for r in recs if r.uid == "CKIyhj3TkQsp9GsLyc"][0].fields
+    assert unset["duration"] is None and unset["orig_bytes"] is None and unset["resp_bytes"] is None
+    assert all(r.fields["tunnel_parents"] == [] for r in recs)
+    (empty,) = read_log(EDGE / "ascii-empty/ssh-filtered.log").records[-1:]
+    assert empty.fields["country"] == "" and empty.fields["b"] is True  # custom EMPTY / NOT-SET markers
+    assert [r.fields["status"] for r in read_log(EDGE / "ascii-empty/ssh-filtered.log").records][:2] == [
+        "success",
+        None,
+    ]
+
+
+def test_escapes_and_meta_prefix(zeek: Path) -> None:
+    def values(rel: str, name: str = "s") -> list[Any]:
+        lf = read_log(EDGE / rel)
+        assert lf.bad_count == 0, lf.bad
+        return [r.fields[name] for r in lf.records]
+
+    # A data row starting with \x23 is data: '#Kaputt'.
+    assert values("ascii-line-like-comment/test.log", "data") == ["Test1", "#Kaputt", "Test2"]
+    # Control bytes other than \b\f\n\r\t and non-UTF-8 bytes read as \xNN text, as Zeek's JSON writer spells them
+    # (so a literal backslash-x and an escaped byte read the same: rows 2 and 3).
+    binary = values("ascii-escape-binary/test.log")
+    assert binary[:3] == ["AB\\x00CD\\x00", "AB\\xffCD\\x00", "AB\\xffCD\\x00"]
+    assert binary[-3:] == ["foo \u00ae bar \\xc2\\xae baz", "foo\\x00bar\\0baz", "foo \\x0e bar ^N baz"]
+    assert values("ascii-utf8-enabled-control-characters/test.log") == ["foo \n\t\\x00 bar"]
+    assert values("ascii-escape-set-separator/test.log", "ss") == [[",", "AA", "CC", ",,"]]
+    assert values("ascii-escape-empty-str/test.log", "ss") == [["EMPTY"]]
+    assert values("ascii-utf8-enabled-set-separator-escape/test.log", "ss") == [["\u00ae"]]
+    (notset,) = read_log(EDGE / "ascii-escape-notset-str/test.log").records
+    assert notset.fields == {"x": "-", "y": None, "z": ""}
+    assert values("ascii-escape/ssh.log", "status")[2:4] == ["fa||ure", "su||ess"]  # "||" separator
+    assert values("ascii-binary/ssh.log", "data") == ["abc\n\\xffdef", "abc|\\xffdef", "abc\\xff|def"]
+    ssh = read_log(EDGE / "ascii-empty/ssh-filtered.log").records  # PREFIX<> meta prefix, "|" separator
+    assert len(ssh) == 5 and ssh[0].path == "ssh" and ssh[0].fields["id.orig_p"] == 1234
+    odd = read_log(EDGE / "ascii-escape-odd-url/http.log").records[0].fields["uri"]
+    assert "arheoloogia_uurimisr\\xfchma_seminar" in odd
+
+
+def test_json_edgecases(zeek: Path) -> None:
+    jd = zeek / "json/zeek_btest_v3.2.4_logging_edgecases"
+    iso = [r.fields["t"] for r in read_log(jd / "ascii-json-iso-timestamps/ssh.log").records]
+    assert iso[0] == pytest.approx(1215620010.005432, abs=1e-6)
+    assert iso[2:4] == [pytest.approx(-0.4, abs=1e-9), pytest.approx(-0.5, abs=1e-9)]
+    (allt,) = read_log(jd / "ascii-json/ssh.log").records
+    assert allt.fields["vn"] == [0, None, 2] and allt.fields["se"] == [] and allt.fields["ss"] == ["BB", "AA", "CC"]
+    utf8 = [r.fields["s"] for r in read_log(jd / "ascii-json-utf8/ssh.log").records]
+    assert "\\xc3(" in utf8 and "\u00f1" in utf8
+
+
+def test_gzip_is_read_directly(zeek: Path, tmp_path: Path) -> None:
+    gz = zeek / "tsv/rita_proxy_rolling/conn.16:00:00-17:00:00.log.gz"
+    lf = read_log(gz)
+    assert lf.records and lf.records[0].path == "conn" and lf.bad_count == 0
+    # By magic bytes, not by the suffix.
+    renamed = tmp_path / "conn_no_suffix"
+    renamed.write_bytes(gz.read_bytes())
+    assert read_log(renamed).records == lf.records
+    with gzip.open(gz) as f:
+        assert open_log(gz).read() == f.read()
+
+
+@pytest.mark.parametrize(
+    "rel",
+    [
+        "tsv/zui_sample/sample.zeektsv",
+        "tsv/rita_edgecases/truncated_conn.log",
+        "tsv/zeek_btest_v3.2.4_logging_edgecases/ascii-escape-binary/test.log",
+        "json/zed_sample_data_wrccdc2018/x509.log",
+        "tsv/rita_proxy_rolling/dns.16:00:00-17:00:00.log.gz",
+    ],
+)
+def test_stream_matches_read_log_and_resumes(zeek: Path, rel: str) -> None:
+    path = zeek / rel
+    whole = read_log(path)
+    lines = _lines(path)
+    if lines[-1] == b"":
+        lines.pop()
+    s = LogStream(str(path))
+    got = [r for n, ln in enumerate(lines, 1) if (r := s.feed(ln, n)) is not None]
+    assert got == whole.records and s.bad_count == whole.bad_count
+    # Cut mid-file, resume from the header state, finish: same records.
+    cut = len(lines) * 2 // 3
+    a = LogStream(str(path))
+    first = [r for n, ln in enumerate(lines[:cut], 1) if (r := a.feed(ln, n)) is not None]
+    b = LogStream.resume(str(path), a.header_state())
+    rest = [r for n, ln in enumerate(lines[cut:], cut + 1) if (r := b.feed(ln, n)) is not None]
+    assert first + rest == whole.records
+    # iter_log streams the same records and carries the counts afterwards.
+    it = iter_log(path)
+    assert list(it) == whole.records and it.bad_count == whole.bad_count and it.data_lines == whole.data_lines

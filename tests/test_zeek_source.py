@@ -1,0 +1,495 @@
+"""net_zeek probe sources: following a live log directory (appends, rotation, restarts, --since backfill) and
+replaying recorded logs (merge order, pacing, resume). Real logs are read in place from ../shared/data/zeek;
+the live directory is simulated in tmp_path the way zeekctl writes it."""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+from wiredraw.plugins.net_zeek.module import NetZeekModule
+from wiredraw.plugins.net_zeek.parser import read_log
+from wiredraw.plugins.net_zeek.source import (
+    LogDirSource,
+    ReplaySource,
+    identity_of,
+    log_message,
+    parse_time,
+)
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+ROLLING = DATA / "zeek" / "tsv" / "rita_proxy_rolling"
+CONN16 = ROLLING / "conn.16:00:00-17:00:00.log.gz"
+DNS16 = ROLLING / "dns.16:00:00-17:00:00.log.gz"
+
+Message = tuple[str, dict[str, Any]]
+
+
+def need_data() -> None:
+    if not CONN16.exists():
+        pytest.skip(f"real Zeek data not found at {ROLLING} (the shared data checkout is absent)")
+
+
+class FakeClock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# --- a zeekctl-like log directory ----------------------------------------------------------------------------
+
+
+def header(path: str, opened: str) -> bytes:
+    return (
+        "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n"
+        f"#path\t{path}\n#open\t{opened}\n#fields\tts\tuid\tid.orig_h\tn\n#types\ttime\tstring\taddr\tcount\n"
+    ).encode()
+
+
+def row(i: int) -> bytes:
+    return f"{1714420800 + i}.000000\tC{i:06d}\t10.0.0.{i % 250}\t{i}\n".encode()
+
+
+def uids(messages: list[Message]) -> list[str]:
+    return [m["uid"] for _, m in messages]
+
+
+def expected(rng: range) -> list[str]:
+    return [f"C{i:06d}" for i in rng]
+
+
+class ZeekDir:
+    """``base/current/conn.log`` written in pieces; rotation moves it to ``base/2024-04-29/conn.<t>-<t>.log.gz``."""
+
+    def __init__(self, base: Path, path: str = "conn") -> None:
+        self.base, self.path = base, path
+        self.logdir = base / "current"
+        self.logdir.mkdir(parents=True, exist_ok=True)
+        self.live = self.logdir / f"{path}.log"
+        self.hour = 0
+        self.spooled: list[Path] = []
+
+    def open_new(self) -> None:
+        self.live.write_bytes(header(self.path, f"2024-04-29-{self.hour:02d}-00-00"))
+
+    def append(self, data: bytes) -> None:
+        with open(self.live, "ab") as f:
+            f.write(data)
+
+    def rotate(self, compress: bool = True) -> None:
+        """Zeek's rotation: #close, renamed beside the live logs; then (zeekctl) gzipped into the date dir."""
+        self.append(b"#close\t2024-04-29-%02d-59-59\n" % self.hour)
+        spooled = self.logdir / f"{self.path}.2024-04-29-{self.hour:02d}-00-00.log"
+        os.rename(self.live, spooled)
+        self.spooled.append(spooled)
+        if compress:
+            self.compress_all()
+        self.hour += 1
+        self.open_new()
+
+    def compress_all(self) -> None:
+        day = self.base / "2024-04-29"
+        day.mkdir(exist_ok=True)
+        for spooled in self.spooled:
+            hh = spooled.name.split(".")[1][11:13]
+            dest = day / f"{self.path}.{hh}:00:00-{int(hh) + 1:02d}:00:00.log.gz"
+            with open(spooled, "rb") as src, gzip.open(dest, "wb") as out:
+                shutil.copyfileobj(src, out)
+            spooled.unlink()
+        self.spooled = []
+
+
+def live_source(logdir: Path, **kw: Any) -> LogDirSource:
+    return LogDirSource(logdir, clock=kw.pop("clock", FakeClock()), scan_interval=0, retry_interval=0, **kw)
+
+
+def drain(src: Any, max_messages: int = 1000) -> list[Message]:
+    """Poll until a poll returns nothing."""
+    out: list[Message] = []
+    for _ in range(100_000):
+        got = src.poll(max_messages)
+        assert len(got) <= max_messages
+        if not got:
+            return out
+        out += got
+    raise AssertionError("source never ran dry")
+
+
+def restarted(src: LogDirSource, logdir: Path, **kw: Any) -> LogDirSource:
+    """What a probe killed now and started again would run: a new source from the JSON-saved token."""
+    token = json.loads(json.dumps(src.state()))
+    src.close()
+    new = live_source(logdir, **kw)
+    new.restore(token)
+    return new
+
+
+# --- LogDirSource: live following ----------------------------------------------------------------------------
+
+
+def test_appends_and_a_line_split_across_writes(tmp_path: Path) -> None:
+    z = ZeekDir(tmp_path)
+    src = live_source(z.logdir)
+    assert src.poll(100) == []
+    z.open_new()
+    z.append(row(0) + row(1))
+    got = drain(src)
+    assert uids(got) == expected(range(2))
+    z.append(row(2) + row(3)[:7])  # a partial line is held, not parsed
+    got += drain(src)
+    assert uids(got) == expected(range(3))
+    z.append(row(3)[7:15])
+    assert src.poll(100) == []
+    z.append(row(3)[15:] + row(4))
+    got += drain(src)
+    assert uids(got) == expected(range(5))
+    msg = got[0][1]
+    assert msg["path"] == "conn" and msg["ts"] == 1714420800.0 and msgpack.unpackb(msg["rec"])["n"] == 0
+    assert src.summary() == {"records": 5, "bad_lines": 0, "files": 1, "lost_files": 0, "unreadable_files": 0}
+    assert not src.finished()
+    src.close()
+
+
+def test_rotation_reads_the_old_file_to_its_end_then_the_new_one(tmp_path: Path) -> None:
+    z = ZeekDir(tmp_path)
+    z.open_new()
+    z.append(row(0))
+    src = live_source(z.logdir)
+    got = drain(src)
+    z.append(row(1) + row(2))  # written just before the rotation, not yet read
+    z.rotate()
+    z.append(row(3) + row(4))
+    got += drain(src)
+    z.append(row(5))
+    got += drain(src)
+    assert uids(got) == expected(range(6))
+    src.close()
+
+
+def test_file_created_and_rotated_between_polls_is_not_missed(tmp_path: Path) -> None:
+    z = ZeekDir(tmp_path)
+    z.open_new()
+    z.append(row(0))
+    src = live_source(z.logdir)
+    got = drain(src)
+    z.append(row(1))
+    z.rotate()
+    z.append(row(2))
+    z.rotate(compress=False)  # still beside the live log, not yet archived
+    z.append(row(3))
+    z.rotate()
+    z.append(row(4))
+    got += drain(src)
+    assert uids(got) == expected(range(5))
+
+
+def test_first_start_reads_live_files_and_what_rotates_after_not_before(tmp_path: Path) -> None:
+    z = ZeekDir(tmp_path)
+    z.open_new()
+    z.append(row(0))
+    z.rotate()  # before the source exists: history, not read without --since
+    z.append(row(1))
+    src = live_source(z.logdir)
+    z.append(row(2))
+    z.rotate()  # after the source was made, before its first poll: read
+    z.append(row(3))
+    assert uids(drain(src)) == expected(range(1, 4))
+
+
+def test_only_the_asked_logs_and_not_zeekctl_files(tmp_path: Path) -> None:
+    z = ZeekDir(tmp_path)
+    z.open_new()
+    z.append(row(0))
+    (z.logdir / "dns.log").write_bytes(header("dns", "2024-04-29-00-00-00") + row(1))
+    (z.logdir / "stderr.log").write_bytes(b"oops\n")
+    both = drain(live_source(z.logdir))
+    assert sorted(uids(both)) == expected(range(2))
+    only = drain(live_source(z.logdir, logs={"dns"}))
+    assert uids(only) == ["C000001"] and only[0][1]["path"] == "dns"
+
+
+def test_identity_is_the_header_through_open_or_the_first_record() -> None:
+    h = header("conn", "2024-04-29-16-00-01")
+    ident = identity_of(h + row(1), final=False)
+    assert ident is not None and ident[1] == h.index(b"#fields")
+    assert identity_of(h[: ident[1] - 3], final=False) is None  # #open not complete yet
+    assert identity_of(h + row(1), final=False) != identity_of(header("conn", "2024-04-29-17-00-01"), final=False)
+    js = b'{"ts":1.5,"uid":"C1"}\n{"ts":2.5,"uid":"C2"}\n'
+    assert identity_of(js, final=False) == identity_of(js[:22], final=False)
+    assert identity_of(js[:10], final=False) is None
+    assert identity_of(gzip.decompress(gzip.compress(js)), final=True) == identity_of(js, final=True)
+
+
+# --- LogDirSource: restarts --------------------------------------------------------------------------------
+
+
+def test_restart_resumes_exactly_after_the_last_record_returned(tmp_path: Path) -> None:
+    z = ZeekDir(tmp_path)
+    z.open_new()
+    z.append(b"".join(row(i) for i in range(10)) + row(10)[:5])
+    src = live_source(z.logdir)
+    got = src.poll(4)
+    src = restarted(src, z.logdir)
+    got += src.poll(3)
+    src = restarted(src, z.logdir)
+    z.append(row(10)[5:] + row(11))
+    got += drain(src)
+    assert uids(got) == expected(range(12))
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_restart_after_rotations_while_down(tmp_path: Path, compress: bool) -> None:
+    z = ZeekDir(tmp_path)
+    z.open_new()
+    z.append(b"".join(row(i) for i in range(6)))
+    src = live_source(z.logdir)
+    got = src.poll(3)
+    token = json.loads(json.dumps(src.state()))
+    src.close()
+    # while the probe is down: the rest of the file, two rotations (the last one maybe not yet archived)
+    z.append(row(6))
+    z.rotate()
+    z.append(row(7) + row(8))
+    z.rotate(compress=compress)
+    z.append(row(9))
+    src = live_source(z.logdir)
+    src.restore(token)
+    got += drain(src)
+    assert uids(got) == expected(range(10))
+    assert src.summary()["lost_files"] == 0
+
+
+def test_kill_anywhere_with_rotations_is_exactly_once(tmp_path: Path) -> None:
+    """Random appends (cut anywhere), rotations (archived at once or later), and restarts at random points."""
+    for seed in range(12):
+        rnd = random.Random(seed)
+        z = ZeekDir(tmp_path / str(seed))
+        z.open_new()
+        data = b""
+        n = 0
+        src = live_source(z.logdir)
+        got: list[Message] = []
+        for _ in range(200):
+            action = rnd.random()
+            if action < 0.5:
+                k = rnd.randint(1, 4)
+                data += b"".join(row(n + i) for i in range(k))
+                n += k
+                cut = rnd.randint(0, len(data))
+                z.append(data[:cut])
+                data = data[cut:]
+            elif action < 0.58 and z.hour < 40:
+                z.append(data)
+                data = b""
+                z.rotate(compress=rnd.random() < 0.5)
+            elif action < 0.62:
+                z.compress_all()
+            elif action < 0.75:
+                src = restarted(src, z.logdir)
+            else:
+                got += src.poll(rnd.randint(1, 5))
+        z.append(data)
+        got += drain(src)
+        assert uids(got) == expected(range(n)), f"seed {seed}"
+
+
+# --- LogDirSource: --since backfill --------------------------------------------------------------------------
+
+
+def test_since_backfills_archives_in_date_dirs_then_follows_live(tmp_path: Path) -> None:
+    need_data()
+    day = tmp_path / "2024-04-29"
+    day.mkdir()
+    names = ["conn.15:00:00-16:00:00.log.gz", "conn.16:00:00-17:00:00.log.gz", "dns.15:00:00-16:00:00.log.gz",
+             "dns.16:00:00-17:00:00.log.gz", "conn-summary.15:00:00-16:00:00.log.gz"]
+    for name in names[:4]:
+        shutil.copy(ROLLING / name, day / name)
+    (day / names[4]).write_bytes(gzip.compress(b"not a zeek log\n"))
+    (tmp_path / "2024-04-01").mkdir()  # an older day: not read
+    shutil.copy(ROLLING / names[0], tmp_path / "2024-04-01" / names[0])
+    z = ZeekDir(tmp_path)
+    z.open_new()
+    z.append(row(10**7))  # ts far after since
+    records = {p: [r for n in names[:4] if n.startswith(p + ".") for r in read_log(ROLLING / n).records]
+               for p in ("conn", "dns")}
+    since = sorted(r.ts for r in records["conn"] if r.ts is not None)[len(records["conn"]) // 3]
+    want = {p: [log_message(r) for r in rs if r.ts is None or r.ts >= since] for p, rs in records.items()}
+    want["conn"].append(log_message(read_log_bytes(header("conn", "2024-04-29-00-00-00") + row(10**7))[0]))
+
+    src = live_source(z.logdir, since=since)
+    got: list[Message] = []
+    for i in range(40):  # restarts in the middle of the backfill
+        got += src.poll(97)
+        if i % 3 == 0:
+            src = restarted(src, z.logdir)
+    got += drain(src)
+    by_path = {p: [m for m in got if m[1]["path"] == p] for p in ("conn", "dns")}
+    assert by_path == want
+    assert len(got) == sum(len(v) for v in want.values())
+
+
+def read_log_bytes(data: bytes) -> list[Any]:
+    from wiredraw.plugins.net_zeek.parser import LogStream
+
+    stream = LogStream("x.log", "conn")
+    recs = [stream.feed(line, i) for i, line in enumerate(data.split(b"\n"), 1)]
+    return [r for r in recs if r is not None]
+
+
+# --- LogDirSource: real data end to end ----------------------------------------------------------------------
+
+
+def test_real_conn_log_appended_in_arbitrary_chunks(tmp_path: Path) -> None:
+    need_data()
+    data = gzip.decompress(CONN16.read_bytes())
+    want = [log_message(r) for r in read_log(CONN16).records]
+    logdir = tmp_path / "current"
+    logdir.mkdir()
+    live = logdir / "conn.log"
+    live.write_bytes(b"")
+    src = live_source(logdir)
+    rnd = random.Random(7)
+    got: list[Message] = []
+    pos = 0
+    with open(live, "ab") as f:
+        while pos < len(data):
+            step = rnd.choice([1, 2, 3, 50, 333, 4096, 70000])
+            f.write(data[pos : pos + step])
+            f.flush()
+            pos += step
+            got += src.poll(rnd.choice([1, 10, 500]))
+    got += drain(src)
+    assert got == want
+    assert src.summary()["records"] == len(want) and src.summary()["bad_lines"] == 0
+
+
+# --- ReplaySource ----------------------------------------------------------------------------------------------
+
+
+def replay_records(*files: Path) -> list[Message]:
+    return [log_message(r) for f in files for r in read_log(f).records]
+
+
+def canon(messages: list[Message]) -> list[str]:
+    return sorted(json.dumps(m, sort_keys=True, default=str) for m in messages)
+
+
+def test_replay_merges_files_in_ts_order(tmp_path: Path) -> None:
+    need_data()
+    src = ReplaySource([CONN16, DNS16], fast=True)
+    got = drain(src, 500)
+    assert src.finished()
+    assert canon(got) == canon(replay_records(CONN16, DNS16))
+    ts = [m["ts"] for _, m in got]
+    # non-decreasing except for the records more than the window late in their own file, which are counted
+    high, late = float("-inf"), 0
+    for t in ts:
+        late += t < high
+        high = max(high, t)
+    s = src.summary()
+    assert late == s["late"] and late < len(ts) // 100
+    assert s["records"] == len(ts) and s["files"] == 2 and s["bad_lines"] == 0
+    assert src.progress()[0] == src.progress()[1] == CONN16.stat().st_size + DNS16.stat().st_size
+    # a window wider than the disorder: fully sorted
+    wide = ReplaySource([CONN16, DNS16], fast=True, reorder_seconds=1e9)
+    ts = [m["ts"] for _, m in drain(wide, 500)]
+    assert ts == sorted(ts) and wide.summary()["late"] == 0
+
+
+def test_replay_restarts_exactly_once() -> None:
+    need_data()
+    files = [CONN16, DNS16]
+    src = ReplaySource(files, fast=True)
+    got: list[Message] = []
+    rnd = random.Random(3)
+    while not src.finished():
+        got += src.poll(rnd.choice([1, 7, 300, 2000]))
+        token = json.loads(json.dumps(src.state()))
+        src.close()
+        src = ReplaySource(files, fast=True)
+        src.restore(token)
+        assert src.progress()[1] > 0
+    assert canon(got) == canon(replay_records(*files))
+    with pytest.raises(ValueError, match="other files"):
+        ReplaySource([DNS16], fast=True).restore(token)
+
+
+def test_replay_pacing_follows_event_time_at_speed() -> None:
+    need_data()
+    clock = FakeClock()
+    speed = 60.0
+    src = ReplaySource([DNS16, CONN16], speed=speed, clock=clock)
+    first = src.poll(10**6)
+    assert first  # the first records go at once
+    t0 = first[0][1]["ts"]
+    assert all(m["ts"] == t0 or m["ts"] < t0 for _, m in first)
+    got = list(first)
+    polls = 0
+    while not src.finished():
+        clock.now += 1.0
+        polls += 1
+        batch = src.poll(10**6)
+        elapsed = clock.now - 1000.0
+        assert all((m["ts"] - t0) / speed <= elapsed for _, m in batch)
+        got += batch
+        assert polls < 10_000
+    span = max(m["ts"] for _, m in got) - t0
+    assert abs(polls - span / speed) <= 2  # paced: the hour takes span/speed seconds of the clock
+    assert canon(got) == canon(replay_records(DNS16, CONN16))
+
+
+def test_replay_json_and_plain_files(tmp_path: Path) -> None:
+    js = tmp_path / "conn.log"
+    js.write_bytes(b'{"ts":"2024-04-29T20:00:02.000000Z","uid":"Cb"}\n{"ts":1714406400.5,"uid":"Ca"}\n')
+    tsv = tmp_path / "dns.log.gz"
+    tsv.write_bytes(gzip.compress(header("dns", "x") + row(1)))
+    got = drain(ReplaySource([js, tsv], fast=True))
+    assert [(m["path"], m["uid"]) for _, m in got] == [("conn", "Ca"), ("dns", "C000001"), ("conn", "Cb")]
+
+
+# --- module options --------------------------------------------------------------------------------------------
+
+
+def probe_args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    NetZeekModule().add_probe_options(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_probe_options_make_the_right_source(tmp_path: Path) -> None:
+    module = NetZeekModule()
+    src = module.make_source(probe_args("--logdir", str(tmp_path), "--logs", "conn, dns", "--since", "1714406400"))
+    assert isinstance(src, LogDirSource) and src.logs == {"conn", "dns"} and src.since == 1714406400.0
+    f = tmp_path / "conn.log"
+    f.write_bytes(b"")
+    rep = module.make_source(probe_args("--replay", str(f), str(f), "--speed", "10"))
+    assert isinstance(rep, ReplaySource) and rep.speed == 10.0 and len(rep.files) == 2
+    fast = module.make_source(probe_args("--replay", str(f), "--fast"))
+    assert isinstance(fast, ReplaySource) and fast.speed is None and fast.finished() is False
+    for argv, flags in ([(), "--logdir"], [("--logdir", str(tmp_path), "--replay", str(f)), "--replay"],
+                        [("--logdir", str(tmp_path), "--fast"), "--fast"],
+                        [("--replay", str(f), "--since", "0"), "--since"],
+                        [("--replay", str(tmp_path / "missing.log")), "missing.log"],
+                        [("--logdir", str(tmp_path / "nope")), "nope"],
+                        [("--replay", str(f), "--speed", "0"), "--speed"]):
+        with pytest.raises(ValueError, match=flags):
+            module.make_source(probe_args(*argv))
+
+
+def test_parse_time() -> None:
+    assert parse_time("1714406400") == 1714406400.0
+    assert parse_time("1714406400.25") == 1714406400.25
+    assert parse_time("2024-04-29T16:00:00Z") == 1714406400.0
+    assert parse_time("2024-04-29T18:00:00+02:00") == 1714406400.0
+    with pytest.raises(ValueError, match="--since"):
+        parse_time("yesterday")
