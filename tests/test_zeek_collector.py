@@ -81,7 +81,8 @@ def test_upload_of_json_lines(collector):
 
 def test_bad_lines_are_counted_with_line_numbers(collector):
     server, tok, _viewer, client = collector
-    body = (b"#separator \\x09\n#path\tconn\n#fields\tts\tuid\tid.orig_h\tduration\n#types\ttime\tstring\taddr\tinterval\n"
+    body = (b"#separator \\x09\n#path\tconn\n"
+            b"#fields\tts\tuid\tid.orig_h\tduration\n#types\ttime\tstring\taddr\tinterval\n"
             b"1541240000.0\tC1\t10.0.0.1\t1.5\n"
             b"not\ta row\n"
             b"1541240001.0\tC2\t10.0.0.2\tabc\n"
