@@ -343,6 +343,18 @@ class ProbeRunner:
 
     def report(self) -> None:
         c = self.counts
+        progress = getattr(self.source, "progress", None)
+        if callable(progress):  # a finite source (a replay): a bar, with how far and how fast
+            done, total = progress()
+            elapsed = max(self.clock() - self._started, 1e-9)
+            frac = done / total if total else 1.0
+            bar = "#" * int(frac * 30) + "-" * (30 - int(frac * 30))
+            eta = f", ~{(elapsed / frac - elapsed):.0f} s left" if 0 < frac < 1 else ""
+            stored = f", {c['records_acked']:,} stored" if self.opts.transport == "tcp" else ""
+            line = (f"[{bar}] {frac:6.1%} {c['records_read']:,} records ({c['records_read'] / elapsed:,.0f}/s)"
+                    f"{stored}{eta}")
+            print(f"wiredraw probe {self.opts.probe_id}: {line}", file=self.out, flush=True)
+            return
         if self.opts.transport == "tcp":
             link = "connected" if self.connection is not None else "reconnecting"
             line = (f"{c['records_read']:,} records read, {c['records_acked']:,} stored, "
@@ -353,6 +365,9 @@ class ProbeRunner:
 
     def summary(self) -> dict[str, Any]:
         out = dict(self.counts)
+        source_summary = getattr(self.source, "summary", None)
+        if callable(source_summary):  # e.g. bad lines, files: the source's own account
+            out.update({f"source_{k}": v for k, v in source_summary().items()})
         out["records_too_big"] = self.batcher.too_big
         out["seconds"] = round(self.clock() - self._started, 3)
         out["spooled"] = self.spool.records
