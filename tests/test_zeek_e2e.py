@@ -64,7 +64,8 @@ def test_probe_killed_mid_file_and_a_rotation_while_down_sends_everything_once(w
                            "--logdir", str(live), "--logs", "conn", module="net_zeek")
 
     first = probe("probe-1")
-    wait_until(lambda: server.stats()["records_received"] >= cut1 // 2, 60, lambda: f"first records; stats {server.stats()}; {first.describe()}")
+    wait_until(lambda: server.stats()["records_received"] >= cut1 // 2, 60,
+               lambda: f"first records; stats {server.stats()}; {first.describe()}")
     append(conn, body_a[cut1:cut2])  # more arrives while the probe runs ...
     first.popen.kill()  # ... and it is killed mid-file, with SIGKILL
     first.wait(10)

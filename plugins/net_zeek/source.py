@@ -870,6 +870,11 @@ class ReplaySource:
         self._origin: float | None = None  # clock time at which t_first was (or counts as) released
         self._started_at: float | None = None
         self._finished_at: float | None = None
+        # The k-way merge: (key of its first held record, file index) for each file whose first held record may
+        # go; files that must be read first are in _pending (file order). Only the file a record was just taken
+        # from changes, so a record costs O(log files), not a look at every file.
+        self._merge: list[tuple[float, int]] = []
+        self._pending: list[int] = list(range(len(self.files)))
 
     # -- Source protocol ---------------------------------------------------------------------------------
     def poll(self, max_messages: int) -> list[Message]:
@@ -878,33 +883,41 @@ class ReplaySource:
             self._started_at = now
         out: list[Message] = []
         budget = [POLL_BYTES]
+        files, merge, pending = self.files, self._merge, self._pending
+        heappush, heappop = heapq.heappush, heapq.heappop
+        speed, trim = self.speed, self._trim
         while len(out) < max_messages:
-            best: _ReplayFile | None = None
-            for f in self.files:
+            while pending:
+                i = pending[0]
+                f = files[i]
                 if not self._ready(f, budget):
                     return out  # this poll has read all it may; the next one goes on
-                if f.heap and (best is None or f.heap[0][0] < best.heap[0][0]):
-                    best = f
-            if best is None:
+                del pending[0]
+                if f.heap:
+                    heappush(merge, (f.heap[0][0], i))
+            if not merge:
                 if self._finished_at is None:
                     self._finished_at = now
                 break
-            key, _, held = best.heap[0]
+            key, i = merge[0]
+            best = files[i]
             if key != float("-inf"):
                 if self.t_first is None:
                     self.t_first, self._origin = key, now
-                if self.speed is not None and self._origin is not None:
-                    if key - self.t_first > (now - self._origin) * self.speed:
+                if speed is not None and self._origin is not None:
+                    if key - self.t_first > (now - self._origin) * speed:
                         break  # not due yet
-            heapq.heappop(best.heap)
+            heappop(merge)
+            held = heappop(best.heap)[2]
             if self.t_last is not None and key < self.t_last:
                 self.late += 1
             elif key != float("-inf"):
                 self.t_last = key
             held.released = True
-            self._trim(best)
+            trim(best)
             out.append(held.message)
             self.records += 1
+            pending.append(i)  # its next record may need reading first
         return out
 
     def finished(self) -> bool:
@@ -948,6 +961,8 @@ class ReplaySource:
                 f.reader = _LineReader(f.path, offset, before, identify=False)
                 f.stream = LogStream.resume(str(f.path), header, path_from_filename(f.path.name))
                 f.header = header
+        self._merge.clear()
+        self._pending[:] = range(len(self.files))
         self.t_first, self.t_last = state.get("t_first"), state.get("t_last")
         if self.t_first is not None and self.t_last is not None:
             # go on at the event time reached, neither bursting nor pausing
