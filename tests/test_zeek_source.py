@@ -569,6 +569,7 @@ def test_replay_heap_merge_matches_the_linear_merge(tmp_path: Path, monkeypatch:
         while not src.finished():
             got += src.poll(sizes.choice([1, 3, 50, 700]))
             polls += 1
+            assert polls < 20_000, (cls.__name__, restart, len(got))
             if restart and polls % 4 == 0:
                 token = json.loads(json.dumps(src.state()))
                 src.close()
