@@ -108,7 +108,8 @@ def _server_config(args: argparse.Namespace) -> Any:
 
     return ServerConfig(data_dir=args.data_dir, redis_url=args.redis, bind=args.bind, probe_port=args.probe_port,
                         viz_port=args.viz_port, http_port=args.http_port, ephemeral=args.ephemeral,
-                        max_upload=int(args.max_upload_mb * (1 << 20))).check()
+                        max_upload=int(args.max_upload_mb * (1 << 20)),
+                        retention=None if args.retention_days is None else int(args.retention_days * 86400)).check()
 
 
 def _run_reactor(start: Any) -> int:
@@ -238,6 +239,9 @@ def build_parser(modules: ModuleSet) -> argparse.ArgumentParser:
                    help=f"TCP port for viewers (default {DEFAULT_VIZ_PORT}; 0 picks a free one)")
     p.add_argument("--http-port", type=int, default=DEFAULT_HTTP_PORT,
                    help=f"HTTP port for /stats and /health (default {DEFAULT_HTTP_PORT}; 0 picks a free one)")
+    p.add_argument("--retention-days", type=float, default=None,
+                   help="days of history modules keep in Redis (the keys' TTL; default: each module's own, 7 for "
+                        "net_zeek)")
     p.add_argument("--max-upload-mb", type=float, default=64.0,
                    help="largest HTTP collector upload (POST /logs/<type>) in MiB; larger ones get 413 (default 64)")
     p.add_argument("-v", "--verbose", action="store_true",

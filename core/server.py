@@ -47,6 +47,7 @@ class ServerConfig:
     http_port: int = DEFAULT_HTTP_PORT
     ephemeral: bool = False
     max_upload: int = DEFAULT_MAX_UPLOAD  # bytes, for HTTP collector uploads
+    retention: int | None = None  # seconds of history modules keep (None: each module's default)
     limits: wire.Limits = field(default_factory=lambda: wire.DEFAULT_LIMITS)
 
     def check(self) -> ServerConfig:
@@ -60,6 +61,8 @@ class ServerConfig:
             port = getattr(self, name)
             if not isinstance(port, int) or not 0 <= port <= 65535:
                 problems.append(f"--{name.replace('_', '-')} {port!r} is not a port number (0 picks a free one)")
+        if self.retention is not None and self.retention < 60:
+            problems.append(f"--retention-days must be at least a minute, got {self.retention} s")
         if not isinstance(self.max_upload, int) or self.max_upload <= 0:
             problems.append(f"--max-upload-mb must be positive, got {self.max_upload!r}")
         fixed = [p for p in (self.probe_port, self.viz_port, self.http_port) if p]
@@ -175,6 +178,10 @@ class WiredrawServer(MultiService):
         self.ready: defer.Deferred[WiredrawServer] = defer.Deferred()
         self.stats = Stats()
         self.keys = ProbeKeys(config.data_dir)
+        if config.retention is not None:
+            for loaded in modules:
+                if hasattr(loaded.module, "retention"):  # modules that keep history with a TTL
+                    loaded.module.retention = config.retention
         self.embedded: Any = None
         if config.redis_url is None:
             from wiredraw.core.embedded_redis import EmbeddedRedis, EmbeddedRedisService

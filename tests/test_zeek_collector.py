@@ -110,3 +110,13 @@ def test_too_large_is_413_and_the_server_goes_on(collector):
     assert code == 413 and "larger than" in answer["error"]
     code, answer = post(server, "/logs/conn", b'{"_path": "conn", "ts": 1.0, "uid": "C1", "duration": 1.0}\n', tok)
     assert code == 200 and answer["stored"] == 1
+
+
+def test_retention_sets_the_history_ttl(world: World):
+    data_dir = world.root / "data"
+    tok = token(data_dir, "zeek1", "collector")
+    server = world.server("server", data_dir, "--ephemeral", "--retention-days", "0.5").wait_ready()
+    code, _answer = post(server, "/logs/conn", b'{"_path": "conn", "ts": 1.0, "uid": "C1", "duration": 1.0}\n', tok)
+    assert code == 200
+    ttl = world.redis(server.redis_url).ttl("wd:net_zeek:conn:C1")
+    assert 43000 < ttl <= 43200
