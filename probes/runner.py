@@ -24,11 +24,13 @@ import msgpack
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet import defer, task
 from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.logger import Logger
 from wiredraw.core import wire
 from wiredraw.core.module import Module, Source
 from wiredraw.probes.spool import Spool, SpoolEntry
+from zope.interface import implementer
 
 
 @dataclass
@@ -60,7 +62,7 @@ def parse_server(text: str, default_port: int = 4430) -> tuple[str, int]:
 
 def is_loopback(host: str) -> bool:
     try:
-        return all(ai[4][0].startswith("127.") or ai[4][0] == "::1"
+        return all(str(ai[4][0]).startswith("127.") or str(ai[4][0]) == "::1"
                    for ai in socket.getaddrinfo(host, None))
     except OSError:
         return False
@@ -108,10 +110,12 @@ class ClientState(Enum):
     CLOSED = "closed"
 
 
+@implementer(IPushProducer)
 class ProbeClientProtocol(Protocol):
     """Probe side of the TCP session (spec/wire.md): hello → challenge → auth → welcome → frames/acks."""
 
     log = Logger()
+    transport: Any  # set by the reactor
 
     def __init__(self, runner: ProbeRunner):
         self.runner = runner
@@ -120,14 +124,31 @@ class ProbeClientProtocol(Protocol):
         self.client_nonce = os.urandom(32)
         self.sent_upto = 0
         self.in_flight = 0
+        self.paused = False
 
     def connectionMade(self) -> None:
+        # The runner is this connection's producer: while the socket's send buffer is full it neither
+        # sends more batches nor reads its source, so parsing and sending overlap instead of the parser
+        # running far ahead of a starved socket (bench/ingest.py showed that).
+        self.paused = False
+        self.transport.registerProducer(self, True)
         self.state = ClientState.AWAIT_CHALLENGE
         self._send(wire.encode_control("hello", wire.PROTOCOL_VERSION, self.runner.opts.probe_id,
                                        self.client_nonce))
 
     def _send(self, payload: bytes) -> None:
         self.transport.write(wire.frame_stream(payload))
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self.pump()
+        self.runner.kick()
+
+    def stopProducing(self) -> None:
+        self.paused = True
 
     def connectionLost(self, reason: Any = None) -> None:
         self.state = ClientState.CLOSED
@@ -190,9 +211,13 @@ class ProbeClientProtocol(Protocol):
             self.sent_upto = seq
             self.in_flight += 1
             r.counts["frames_sent"] += 1
+            if self.paused:
+                break
 
 
 class UDPSender(DatagramProtocol):
+    transport: Any  # set by the reactor
+
     def __init__(self, address: tuple[str, int]):
         self.address = address
         self.refused = 0
@@ -229,6 +254,10 @@ class ProbeRunner:
                        "frames_sent": 0, "frames_rejected": 0}
         self._last_note = ""
         self._again: Any = None
+        self.loop = task.LoopingCall(self.tick)
+        self.loop.clock = reactor
+        self.progress = task.LoopingCall(self.report)
+        self.progress.clock = reactor
         self._started = clock()
         self._restore()
 
@@ -292,14 +321,10 @@ class ProbeRunner:
                                          retryPolicy=backoffPolicy(initialDelay=0.1, maxDelay=5.0))
             self.service.startService()
         else:
-            addr = socket.getaddrinfo(o.host, o.port, type=socket.SOCK_DGRAM)[0][4][:2]
-            self.udp = UDPSender((addr[0], addr[1]))
+            addr = socket.getaddrinfo(o.host, o.port, type=socket.SOCK_DGRAM)[0][4]
+            self.udp = UDPSender((str(addr[0]), int(addr[1])))
             self.udp_port = self.reactor.listenUDP(0, self.udp)
-        self.loop = task.LoopingCall(self.tick)
-        self.loop.clock = self.reactor
         self.loop.start(o.poll_interval)
-        self.progress = task.LoopingCall(self.report)
-        self.progress.clock = self.reactor
         if o.progress_interval > 0:
             self.progress.start(o.progress_interval, now=False)
         return self.done
@@ -309,7 +334,9 @@ class ProbeRunner:
         if o.transport == "tcp" and self.spool.full():
             self.note(f"spool full ({self.spool.bytes >> 20} MiB unacknowledged): waiting for the server")
             return
-        wanted = o.batch_records * 8
+        if o.transport == "tcp" and self.connection is not None and self.connection.paused:
+            return  # the socket is full: resumeProducing kicks us again
+        wanted = o.batch_records * 2  # short ticks, so acks and sends interleave with parsing
         messages = self.source.poll(wanted)
         if len(messages) >= wanted and self._again is None and self.loop.running:
             # The source has more ready now: poll again at once instead of at the next interval, so
@@ -335,6 +362,11 @@ class ProbeRunner:
                 self.connection.pump()
         if self.source.finished() and (o.transport == "udp" or len(self.spool) == 0):
             self.stop()
+
+    def kick(self) -> None:
+        """Poll again soon (the send buffer drained)."""
+        if self._again is None and self.loop.running:
+            self._again = self.reactor.callLater(0, self._tick_again)
 
     def _tick_again(self) -> None:
         self._again = None
@@ -364,7 +396,7 @@ class ProbeRunner:
         print(f"wiredraw probe {self.opts.probe_id}: {line}", file=self.out, flush=True)
 
     def summary(self) -> dict[str, Any]:
-        out = dict(self.counts)
+        out: dict[str, Any] = dict(self.counts)
         source_summary = getattr(self.source, "summary", None)
         if callable(source_summary):  # e.g. bad lines, files: the source's own account
             out.update({f"source_{k}": v for k, v in source_summary().items()})

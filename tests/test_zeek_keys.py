@@ -10,7 +10,7 @@ import pytest
 from wiredraw.core.module import IngestContext, WriteBatch
 from wiredraw.plugins.net_zeek.keys import INGEST_LUA, parse_ingest_reply
 from wiredraw.plugins.net_zeek.module import NetZeekModule
-from wiredraw.plugins.net_zeek.query import active
+from wiredraw.plugins.net_zeek.query import active, conn_probes, host_probes
 
 PACK = msgpack.Packer(use_bin_type=False)  # what a probe of a bin_as_str module sends
 T0 = 1_541_240_000.0
@@ -71,8 +71,8 @@ def test_conn_and_details_are_stored_with_indexes(ingest, redis_client):
     (field,) = [f for f in details if b"@" not in f]
     assert field.startswith(b"http:") and msgpack.unpackb(details[field]) == http
     assert details[field + b"@s1"] == b"1"
-    assert redis_client.smembers("wd:net_zeek:conn:C1:probes") == {b"s1"}
-    assert redis_client.smembers("wd:net_zeek:host:10.0.0.1") == {b"s1"}
+    assert conn_probes(redis_client, "C1", T0) == {"s1"}
+    assert host_probes(redis_client, "10.0.0.1") == {"s1"}
     assert redis_client.zscore("wd:net_zeek:hosts", "192.0.2.7") == T0
     assert redis_client.zrange("wd:net_zeek:names:192.0.2.7", 0, -1) == [b"www.example.com"]
     assert redis_client.hgetall(f"wd:net_zeek:hist:{int(T0 // 60)}") == {b"conns": b"1", b"bytes": b"1000"}
@@ -80,7 +80,8 @@ def test_conn_and_details_are_stored_with_indexes(ingest, redis_client):
     assert float(span[b"first"]) == T0 - 1 and float(span[b"last"]) == T0 + 30
     for key in ("conn:C1", "uid:C1", f"hist:{int(T0 // 60)}", "names:192.0.2.7"):
         assert 0 < redis_client.ttl(f"wd:net_zeek:{key}") <= 7 * 86400  # history has the retention TTL
-    assert redis_client.ttl("wd:net_zeek:host:10.0.0.1") == -1  # current state has none
+    assert redis_client.ttl("wd:net_zeek:hostprobes") == -1  # current state has none
+    assert 0 < redis_client.ttl(f"wd:net_zeek:connprobes:{int(T0 // 3600)}") <= 7 * 86400
 
 
 def test_same_record_same_probe_twice_changes_and_notifies_nothing(ingest, redis_client):
@@ -99,10 +100,10 @@ def test_two_probes_are_both_recorded(ingest, redis_client):
     batch = [msg("conn", conn("C1", T0)), msg("http", {"ts": T0, "uid": "C1", "status_code": 404})]
     ingest(batch, probe="s1")
     events = keyspace_events(redis_client, lambda: ingest(batch, probe="s2"))
-    assert redis_client.smembers("wd:net_zeek:conn:C1:probes") == {b"s1", b"s2"}
+    assert conn_probes(redis_client, "C1", T0) == {"s1", "s2"}
     fields = redis_client.hkeys("wd:net_zeek:uid:C1")
     assert sum(f.endswith(b"@s1") for f in fields) == 1 and sum(f.endswith(b"@s2") for f in fields) == 1
-    assert redis_client.smembers("wd:net_zeek:host:192.0.2.7") == {b"s1", b"s2"}
+    assert host_probes(redis_client, "192.0.2.7") == {"s1", "s2"}
     # the record itself is not rewritten and the histogram not counted twice
     assert ("wd:net_zeek:conn:C1", "set") not in events
     assert redis_client.hget(f"wd:net_zeek:hist:{int(T0 // 60)}", "conns") == b"1"
@@ -176,8 +177,11 @@ def test_a_growing_connection_is_updated_and_reindexed(ingest, redis_client):
     assert msgpack.unpackb(redis_client.get("wd:net_zeek:conn:LONG"))["duration"] == 9000.0
     found, _ = active(redis_client, T0 + 8999)
     assert [c.uid for c in found] == ["LONG"] and found[0].end == T0 + 9000
-    entries = [k for k in redis_client.keys("wd:net_zeek:ix:*") if redis_client.zcard(k)]
-    assert len(entries) == 1  # the old index entries were moved, not left behind
+    # each longer report added an entry; a point query returns the connection once, with its latest end
+    found, _ = active(redis_client, T0 + 100)
+    assert [(c.uid, c.end) for c in found] == [("LONG", T0 + 9000)]
+    found, _ = active(redis_client, T0 + 9001)
+    assert found == []
     assert redis_client.hgetall(f"wd:net_zeek:hist:{int(T0 // 60)}") == {b"conns": b"1", b"bytes": b"200"}
 
 

@@ -25,10 +25,30 @@ end
 
 local expire = {}      -- keys created in this batch: one EXPIRE each, at the end
 local hosts = {}       -- ip -> latest ts
+local appends = {}     -- index bucket -> entries: one APPEND per bucket per batch
+local zadds_nx = {}    -- key -> {member, ...} with score 0 (lexicographic sets), ZADD NX
 local hist = {}        -- chunk -> {conns, bytes}
 local names = {}       -- ip -> {name -> ts}
 local first, last = nil, nil
 local floor, format = math.floor, string.format
+
+local function queue_member(key, member)
+  local list = zadds_nx[key]
+  if list == nil then list = {}; zadds_nx[key] = list end
+  list[#list + 1] = member
+end
+
+-- Lua's unpack has a stack limit: long argument lists go in slices.
+local function call_sliced(command, key, flags, args)
+  local step = 4000
+  for first = 1, #args, step do
+    local last = math.min(first + step - 1, #args)
+    local call = {command, key}
+    for _, f in ipairs(flags) do call[#call + 1] = f end
+    for i = first, last do call[#call + 1] = args[i] end
+    redis.call(unpack(call))
+  end
+end
 
 local function see_time(ts)
   if first == nil or ts < first then first = ts end
@@ -70,7 +90,9 @@ local function index_conn(uid, ts, duration)
   if duration < 0 then duration = 0 end
   local k, size = level_of(duration)
   local ix = P .. 'ix:' .. k .. ':' .. floor(ts / size)
-  redis.call('ZADD', ix, ts + duration, format('%.6f|%s', ts, uid))
+  local list = appends[ix]
+  if list == nil then list = {}; appends[ix] = list end
+  list[#list + 1] = format('%.6f|%.6f|%s\n', ts, ts + duration, uid)
   expire[ix] = true
 end
 
@@ -102,8 +124,17 @@ for i = 1, #msgs do
     else
       local key = P .. 'conn:' .. uid
       local created = redis.call('SET', key, raw, 'NX', 'EX', ttl)
-      local member = redis.call('SADD', key .. ':probes', probe)
-      if member == 1 then redis.call('EXPIRE', key .. ':probes', ttl) end
+      -- Which probes reported it: member '<uid>|<probe>' of the hour's lexicographic set.
+      local seen_key = P .. 'connprobes:' .. floor(ts / 3600)
+      local seen_member = uid .. '|' .. probe
+      local member = 1
+      if created then
+        queue_member(seen_key, seen_member)
+        expire[seen_key] = true
+      else
+        member = redis.call('ZADD', seen_key, 'NX', 0, seen_member)
+        if member == 1 then expire[seen_key] = true end
+      end
       see_host(rec['id.orig_h'], ts)
       see_host(rec['id.resp_h'], ts)
       local duration = clean_duration(rec)
@@ -122,8 +153,7 @@ for i = 1, #msgs do
         local old_duration = clean_duration(old)
         if duration > old_duration then
           redis.call('SET', key, raw, 'KEEPTTL')
-          local old_k, old_size = level_of(math.max(old_duration, 0))
-          redis.call('ZREM', P .. 'ix:' .. old_k .. ':' .. floor(old['ts'] / old_size), format('%.6f|%s', old['ts'], uid))
+          -- The longer interval gets an entry of its own; readers keep each uid's latest end.
           index_conn(uid, ts, duration)
           local old_bytes = (tonumber(old['orig_bytes']) or 0) + (tonumber(old['resp_bytes']) or 0)
           count_conn(ts, 0, bytes - old_bytes)
@@ -181,9 +211,18 @@ for chunk, h in pairs(hist) do
   redis.call('HINCRBY', key, 'bytes', h[2])
   expire[key] = true
 end
+local last_seen = {}
 for ip, ts in pairs(hosts) do
-  redis.call('SADD', P .. 'host:' .. ip, probe)
-  redis.call('ZADD', P .. 'hosts', 'GT', ts, ip)
+  last_seen[#last_seen + 1] = ts
+  last_seen[#last_seen + 1] = ip
+  queue_member(P .. 'hostprobes', ip .. '|' .. probe)
+end
+if #last_seen > 0 then call_sliced('ZADD', P .. 'hosts', {'GT'}, last_seen) end
+for key, entries in pairs(appends) do redis.call('APPEND', key, table.concat(entries)) end
+for key, members in pairs(zadds_nx) do
+  local args = {}
+  for _, m in ipairs(members) do args[#args + 1] = 0; args[#args + 1] = m end
+  call_sliced('ZADD', key, {'NX'}, args)
 end
 for ip, n in pairs(names) do
   local key = P .. 'names:' .. ip

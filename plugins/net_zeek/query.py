@@ -23,25 +23,44 @@ class ActiveConn:
 
 
 def active_commands(t0: float, t1: float) -> list[tuple[Any, ...]]:
-    """One ZRANGEBYSCORE per bucket that can hold a connection active in [t0, t1] (end >= t0)."""
-    return [("ZRANGEBYSCORE", f"{PREFIX}ix:{k}:{b}", repr(t0), "+inf", "WITHSCORES") for k, b in index_buckets(t0, t1)]
+    """One GET per index bucket that can hold a connection active in [t0, t1]."""
+    return [("GET", f"{PREFIX}ix:{k}:{b}") for k, b in index_buckets(t0, t1)]
 
 
 def active_from_replies(replies: list[Any], t0: float, t1: float) -> tuple[list[ActiveConn], int]:
-    """Connections with start <= t1 and end >= t0, and how many index entries were examined."""
-    found: dict[str, ActiveConn] = {}
+    """Connections with start <= t1 and end >= t0, and how many index entries were examined.
+
+    A bucket is a string of ``start|end|uid`` lines. A connection reported again with a longer
+    duration has one entry per report; its latest end is the largest one read (a longer interval sits
+    in the same or a higher level, whose buckets a query reads whenever it reads the shorter one's).
+    """
+    latest: dict[str, tuple[float, float]] = {}
     examined = 0
     for reply in replies:
-        # WITHSCORES comes flat [m, s, m, s] from a raw client, as [(m, s), ...] from redis-py
-        pairs = reply if reply and isinstance(reply[0], (list, tuple)) else zip(reply[::2], reply[1::2], strict=True)
-        for raw_member, score in pairs:
+        if not reply:
+            continue
+        for line in reply.splitlines():
             examined += 1
-            member = raw_member.decode() if isinstance(raw_member, bytes) else raw_member
-            start_text, uid = member.split("|", 1)
-            start = float(start_text)
-            if start <= t1:
-                found[uid] = ActiveConn(uid, start, float(score))
-    return sorted(found.values(), key=lambda c: (c.start, c.uid)), examined
+            start_text, end_text, uid_bytes = line.split(b"|", 2)
+            uid = uid_bytes.decode()
+            start, end = float(start_text), float(end_text)
+            seen = latest.get(uid)
+            if seen is None or end > seen[1]:
+                latest[uid] = (start, end)
+    found = [ActiveConn(uid, start, end) for uid, (start, end) in latest.items() if start <= t1 and end >= t0]
+    return sorted(found, key=lambda c: (c.start, c.uid)), examined
+
+
+def conn_probes(client: Any, uid: str, ts: float) -> set[str]:
+    """The probes that reported connection ``uid`` (``ts``: its start, which names the hour's set)."""
+    members = client.zrangebylex(f"{PREFIX}connprobes:{int(ts // 3600)}", f"[{uid}|", f"[{uid}|\xff")
+    return {m.decode().split("|", 1)[1] for m in members}
+
+
+def host_probes(client: Any, ip: str) -> set[str]:
+    """The probes that saw host ``ip``."""
+    members = client.zrangebylex(f"{PREFIX}hostprobes", f"[{ip}|", f"[{ip}|\xff")
+    return {m.decode().split("|", 1)[1] for m in members}
 
 
 def active(client: Any, t0: float, t1: float | None = None) -> tuple[list[ActiveConn], int]:

@@ -796,9 +796,10 @@ class LogDirSource:
 # of shared/data, 24 % of conn.log records are more than 60 s late, 0.5 % more than 300 s, 0.04 % more than 900 s.
 REORDER_SECONDS = 360.0  # event-time window: covers the 5-minute inactivity timeout and then some
 REORDER_MAX = 10000  # most records held per file (bounded memory on a busy sensor; then the window shrinks)
+_NEG_INF = float("-inf")
 
 
-@dataclass
+@dataclass(slots=True)
 class _Held:
     """A record read but not yet returned, and where its line starts (the resume point while it is held)."""
 
@@ -884,8 +885,9 @@ class ReplaySource:
         out: list[Message] = []
         budget = [POLL_BYTES]
         files, merge, pending = self.files, self._merge, self._pending
-        heappush, heappop = heapq.heappush, heapq.heappop
-        speed, trim = self.speed, self._trim
+        heappush, heappop, heapreplace = heapq.heappush, heapq.heappop, heapq.heapreplace
+        speed, hold_max, window, stuck_at = self.speed, self.hold_max, self.window, 4 * self.hold_max
+        append = out.append
         while len(out) < max_messages:
             while pending:
                 i = pending[0]
@@ -900,24 +902,34 @@ class ReplaySource:
                     self._finished_at = now
                 break
             key, i = merge[0]
-            best = files[i]
-            if key != float("-inf"):
+            if key != _NEG_INF:
                 if self.t_first is None:
                     self.t_first, self._origin = key, now
                 if speed is not None and self._origin is not None:
                     if key - self.t_first > (now - self._origin) * speed:
                         break  # not due yet
-            heappop(merge)
-            held = heappop(best.heap)[2]
+            f = files[i]
+            heap = f.heap
+            held = heappop(heap)[2]
             if self.t_last is not None and key < self.t_last:
                 self.late += 1
-            elif key != float("-inf"):
+            elif key != _NEG_INF:
                 self.t_last = key
             held.released = True
-            trim(best)
-            out.append(held.message)
+            order = f.order  # forget returned records at its front (the resume point moves past them)
+            while order and order[0].released:
+                order.popleft()
+            if len(order) > stuck_at:
+                self._unstick(f)
+            append(held.message)
             self.records += 1
-            pending.append(i)  # its next record may need reading first
+            # the file's next record: may it go (_releasable), or must the file be read first?
+            if heap and (f.eof or len(heap) > hold_max or heap[0][0] <= f.max_ts - window):
+                heapreplace(merge, (heap[0][0], i))
+            else:
+                heappop(merge)
+                if not f.eof:
+                    pending.append(i)
         return out
 
     def finished(self) -> bool:
@@ -1003,10 +1015,13 @@ class ReplaySource:
             f.stream = LogStream(str(f.path), path_from_filename(f.path.name))
         reader, stream = f.reader, f.stream
         assert stream is not None
-        while not self._releasable(f):
-            line = reader.next_line()
+        heap, hold_max, window = f.heap, self.hold_max, self.window
+        next_line, take = reader.next_line, self._take
+        # not self._releasable(f): f.eof is False until the end of the file is reached here
+        while not (heap and (len(heap) > hold_max or heap[0][0] <= f.max_ts - window)):
+            line = next_line()
             if line is not None:
-                self._take(f, line, reader.offset - len(line) - 1, reader.lineno)
+                take(f, line, reader.offset - len(line) - 1, reader.lineno)
                 continue
             try:
                 n = reader.fill(min(CHUNK, max(budget[0], 1)))
@@ -1021,7 +1036,7 @@ class ReplaySource:
             last = reader.rest()
             if last is not None:
                 records = stream.records
-                self._take(f, last, reader.offset - len(last), reader.lineno)
+                take(f, last, reader.offset - len(last), reader.lineno)
                 if stream.records == records:
                     stream.mark_truncated(reader.lineno)
             f.eof = True
@@ -1042,25 +1057,20 @@ class ReplaySource:
         ts = rec.ts
         if ts is not None and ts > f.max_ts:
             f.max_ts = ts
-        held = _Held(start, lineno, f.header, log_message(rec))
+        held = _Held(start, lineno, f.header, ("log", record_message(rec)))  # log_message(rec)
         f.order.append(held)
         self._seq += 1
         heapq.heappush(f.heap, (ts if ts is not None else f.max_ts, self._seq, held))
 
-    def _trim(self, f: _ReplayFile) -> None:
-        """Forget returned records at the front of the line order (the resume point moves past them)."""
-        order = f.order
-        while order and order[0].released:
-            order.popleft()
-        if len(order) > 4 * self.hold_max:
-            # the first held record has waited for far too long (a ts far in the future): let it go next, out
-            # of order, so that the resume token's bitmap stays bounded
-            stuck = order[0]
-            for i, (_, seq, held) in enumerate(f.heap):
-                if held is stuck:
-                    f.heap[i] = (float("-inf"), seq, held)
-                    heapq.heapify(f.heap)
-                    break
+    def _unstick(self, f: _ReplayFile) -> None:
+        """The first held record has waited for far too long (a ts far in the future): let it go next, out of
+        order, so that the resume token's bitmap stays bounded."""
+        stuck = f.order[0]
+        for i, (_, seq, held) in enumerate(f.heap):
+            if held is stuck:
+                f.heap[i] = (_NEG_INF, seq, held)
+                heapq.heapify(f.heap)
+                break
 
     def _close_file(self, f: _ReplayFile) -> None:
         if f.reader is not None:
