@@ -54,7 +54,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from types import FunctionType, MethodType
+from typing import Any, BinaryIO, Literal, NamedTuple
 
 __all__ = [
     "BadLine",
@@ -70,8 +71,10 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class ZeekRecord:
+class ZeekRecord(NamedTuple):
+    """One parsed log record (immutable). A NamedTuple rather than a frozen dataclass: the bulk path builds
+    records with the C-level ``tuple.__new__``, where a frozen dataclass's ``__init__`` costs ~0.4 us each."""
+
     path: str  # log type: #path, JSON _path, else from the file name; "" if unknown
     ts: float | None  # the record's ts field, epoch seconds
     uid: str | None  # the record's uid field, when it has one
@@ -132,6 +135,24 @@ def _to_bool(s: str) -> bool:
     return _BOOLS[s]  # KeyError -> bad line
 
 
+# int() of a str costs ~3x a dict lookup, and most integer columns (ports, packet counts, small byte counts, 0)
+# repeat values below 2**16: row functions look those up here and call int() only on a miss. Built on first use
+# (~8 MB), shared by every stream; a row function whose unset marker is not "-" gets its own copy.
+_INT_TABLE_SIZE = 1 << 16
+_int_table_shared: dict[str, int | None] = {}
+
+
+def _int_table(unset: str) -> dict[str, int | None]:
+    if not _int_table_shared:
+        _int_table_shared.update({str(i): i for i in range(_INT_TABLE_SIZE)})
+        _int_table_shared["-"] = None
+    if unset == "-":
+        return _int_table_shared
+    table = {k: v for k, v in _int_table_shared.items() if k != "-"}
+    table[unset] = None  # the unset marker is compared first, whatever it looks like
+    return table
+
+
 _FLOAT_TYPES = frozenset({"time", "interval", "double"})
 _INT_TYPES = frozenset({"count", "int", "port", "counter"})
 _STR_TYPES = frozenset({"string", "enum", "addr", "subnet", "pattern", "file", "func"})
@@ -154,6 +175,7 @@ def _element_converter(type_name: str) -> Callable[[str], Any] | None:
 # ---------------------------------------------------------------------------------------------------------------
 
 _RowFn = Callable[[list[str]], "ZeekRecord"]
+_EOL = (10, 13)  # line[-1] of a line that ends in \n or \r
 
 
 @dataclass
@@ -195,14 +217,22 @@ def _make_container(
     return container
 
 
-def _compile_row(header: _TsvHeader, escaped: bool, path: str) -> tuple[_RowFn, list[Callable[[str], Any]]]:
+def _compile_row(
+    header: _TsvHeader, escaped: bool, path: str, prefix: bytes = b"#"
+) -> tuple[_RowFn, list[Callable[[str], Any]], dict[str, Any]]:
     """Build the per-header row function once, so the hot loop has no per-field type dispatch.
 
-    The function is generated source (as dataclasses and namedtuple do): one dict display with an inline
-    expression per column, which is about twice as fast as calling a converter per field, and it builds the
-    ZeekRecord itself (``path`` is baked in: a ``#path`` line recompiles). ``escaped`` builds the
+    The function is generated source (as dataclasses and namedtuple do): one inline expression per column,
+    which is about twice as fast as calling a converter per field, and it builds the ZeekRecord itself
+    (``path`` is baked in: a ``#path`` line recompiles). The fields dict is, when the names allow it (see
+    :func:`_fields_code`), the ``__dict__`` of a per-header class's instance whose attributes are stored in
+    column order: CPython gives such dicts one shared key table, so each record's dict costs a third of the
+    memory and 40% less time than a dict display. ``escaped`` builds the
     variant used for lines that contain a backslash or non-UTF-8 bytes: string-like values are unescaped.
-    Also returns the per-column converters, used only to name the failing column of a bad line.
+    Also returns the per-column converters, used only to name the failing column of a bad line, and the
+    namespace of the generated code. The unescaped variant also defines ``_feed(line, lineno)``, the whole
+    :meth:`LogStream.feed` fast path in one frame (see ``LogStream._compile``); it needs ``_st`` (the stream)
+    and ``_slow`` (its general path) set in that namespace.
     """
     assert header.fields is not None
     names = header.fields
@@ -213,8 +243,11 @@ def _compile_row(header: _TsvHeader, escaped: bool, path: str) -> tuple[_RowFn, 
         "float": float,
         "int": int,
         "_bool": _to_bool,
+        "_I": _int_table(header.unset),
+        "_B": {**_BOOLS, header.unset: None},
         "_unesc": _unescape,
         "_R": ZeekRecord,
+        "_new": tuple.__new__,
         "_PATH": path,
     }
     exprs: list[str] = []
@@ -227,23 +260,24 @@ def _compile_row(header: _TsvHeader, escaped: bool, path: str) -> tuple[_RowFn, 
                 _element_converter(m.group(2)), header.set_separator, header.unset, header.empty, escaped
             )
             ns[f"_c{i}"] = fn
-            exprs.append(f"_c{i}({v})")
+            # The container function checks the markers too; inlining them skips its call for unset/empty values.
+            exprs.append(f"(None if {v} == U else [] if {v} == E else _c{i}({v}))")
             convs.append(fn)
             continue
         elem = _element_converter(type_name)
         if elem is float:
             exprs.append(f"(None if {v} == U else float({v}))")
-        elif elem is int:
-            exprs.append(f"(None if {v} == U else int({v}))")
-        elif elem is not None:  # bool
-            exprs.append(f"(None if {v} == U else _bool({v}))")
+        elif elem is int:  # the table maps the unset marker to None
+            exprs.append(f"(_I[{v}] if {v} in _I else int({v}))")
+        elif elem is not None:  # bool: KeyError for anything but T, F and the unset marker
+            exprs.append(f"_B[{v}]")
         elif escaped:
             exprs.append(f'(None if {v} == U else "" if {v} == E else _unesc({v}))')
         else:
             exprs.append(f'(None if {v} == U else "" if {v} == E else {v})')
         convs.append(_scalar_checker(exprs[-1], v, ns))
     unpack = ", ".join(f"p{i}" for i in range(len(names))) + ("," if len(names) == 1 else "")
-    body = ", ".join(f"{name!r}: {expr}" for name, expr in zip(names, exprs, strict=True))
+    make_f, ind = _fields_code(names, exprs, ns)
     # ts only when time-typed and uid only when str-typed, as the record's fields promise.
     ts = "f['ts']" if "ts" in names and types[names.index("ts")] == "time" else "None"
     uid = "None"
@@ -251,9 +285,60 @@ def _compile_row(header: _TsvHeader, escaped: bool, path: str) -> tuple[_RowFn, 
         t = types[names.index("uid")]
         if _element_converter(t) is None and _CONTAINER_RE.match(t) is None:
             uid = "f['uid']"
-    src = f"def _row(p):\n    {unpack} = p\n    f = {{{body}}}\n    return _R(_PATH, {ts}, {uid}, f)\n"
+    src = f"def _row(p):\n    {unpack} = p\n    {make_f}\n    return _new(_R, (_PATH, {ts}, {uid}, f))\n"
+    if not escaped:
+        # A plain line (not blank, no CR/LF at its end, no meta prefix, no backslash) under THIS header (the
+        # stream's row function is still the one compiled here): split, type and build the record in one frame.
+        # A wrong width (the unpack) or a value that fails its type falls to _slow, which does it all again.
+        ns["_PFX"] = prefix
+        ns["_SEP"] = header.separator
+        ns["_EOL"] = _EOL
+        not_meta = f"line[0] != {prefix[0]}" if len(prefix) == 1 else "not line.startswith(_PFX)"
+        src += (
+            "def _feed(line, lineno):\n"
+            "    if _st._row is not _row:\n"
+            "        return _st.feed(line, lineno)  # a newer header: its own fast path, or the general one\n"
+            f"    if line and line[-1] not in _EOL and {not_meta} and b'\\\\' not in line:\n"
+            "        try:\n"
+            f"            {unpack} = line.decode().split(_SEP)\n"
+            f"            {make_f.replace(ind, ind + '        ')}\n"
+            "        except Exception:\n"
+            "            return _slow(line, lineno)\n"
+            "        _st.records += 1\n"
+            f"        return _new(_R, (_PATH, {ts}, {uid}, f))\n"
+            "    return _slow(line, lineno)\n"
+        )
     exec(compile(src, "<zeek-row>", "exec"), ns)  # source built only from repr()'d names
-    return ns["_row"], convs
+    _rename_attrs(ns, names)
+    return ns["_row"], convs, ns
+
+
+_SHARED_KEYS_MAX = 30  # CPython's SHARED_KEYS_MAX_SIZE: wider instances get an ordinary dict anyway
+
+
+def _fields_code(names: list[str], exprs: list[str], ns: dict[str, Any]) -> tuple[str, str]:
+    """Source lines (4-space indented, joined by the returned separator) that bind ``f`` to the fields dict.
+
+    Attribute stores are compiled with placeholder names ``_zf<i>_`` that :func:`_rename_attrs` swaps for the
+    real column names in the code objects (an attribute name may be any str at run time: ``id.orig_h`` too).
+    Names that could hit a class attribute (``__dict__``, ``__class__``...) or too many columns: a dict display.
+    """
+    ind = "\n    "
+    if len(set(names)) > _SHARED_KEYS_MAX or any(n.startswith("__") and n.endswith("__") for n in names):
+        body = ", ".join(f"{name!r}: {expr}" for name, expr in zip(names, exprs, strict=True))
+        return f"f = {{{body}}}", ind
+    ns["_F"] = type("_ZeekFields", (), {"__module__": __name__})
+    stores = ind.join(f"o._zf{i}_ = {expr}" for i, expr in enumerate(exprs))
+    return f"o = _F(){ind}{stores}{ind}f = o.__dict__", ind
+
+
+def _rename_attrs(ns: dict[str, Any], names: list[str]) -> None:
+    """Swap :func:`_fields_code`'s placeholder attribute names for the column names in the generated functions."""
+    real = {f"_zf{i}_": name for i, name in enumerate(names)}
+    for fn in ns.values():
+        if isinstance(fn, FunctionType) and fn.__code__.co_filename == "<zeek-row>":
+            code = fn.__code__
+            fn.__code__ = code.replace(co_names=tuple(real.get(n, n) for n in code.co_names))
 
 
 def _scalar_checker(expr: str, var: str, ns: dict[str, Any]) -> Callable[[str], Any]:
@@ -335,7 +420,6 @@ class LogStream:
         self.max_bad_kept = max_bad_kept
         self.records = 0
         self.bad_count = 0
-        self.data_lines = 0
         self.bad: list[BadLine] = []
         self.format: Literal["tsv", "json"] | None = None
         self._prefix = b"#"
@@ -348,10 +432,18 @@ class LogStream:
 
     # -- public ----------------------------------------------------------------------------------------------
 
+    @property
+    def data_lines(self) -> int:
+        """Non-meta, non-blank lines seen: every one became a record or a bad line."""
+        return self.records + self.bad_count
+
     def feed(self, line: bytes, lineno: int) -> ZeekRecord | None:
         """One complete line without its trailing newline (a trailing ``\\r`` or ``\\n`` is stripped here).
 
         Returns a record, or None for header/meta/blank/bad lines. Never raises for any input bytes.
+
+        This is the general path. Once a TSV header is compiled, the stream's ``feed`` attribute is the generated
+        fast path for plain data lines (``_compile``), which hands every other line to this method.
         """
         if line[-1:] == b"\n":
             line = line[:-1]
@@ -367,9 +459,7 @@ class LogStream:
                 if line.startswith(self._prefix):
                     self._meta(line)
                     return None
-                self.data_lines += 1
                 return self._tsv_row(line)
-            self.data_lines += 1
             return self._json_row(line)
         except _BadValue as e:
             self._add_bad(lineno, str(e))
@@ -453,20 +543,27 @@ class LogStream:
     def _invalidate(self) -> None:
         self._row = None
         self._row_escaped = None
+        self.__dict__.pop("feed", None)  # back to the general path until the next data line compiles
 
     def _compile(self) -> _RowFn:
         h = self._header
         if h.fields is None:
             raise _BadValue("no header: data line before any #fields line")
         path = h.path or self.path_hint
-        self._row, self._convs = _compile_row(h, False, path)
-        self._row_escaped, _ = _compile_row(h, True, path)
+        self._row, self._convs, ns = _compile_row(h, False, path, self._prefix)
+        self._row_escaped, _, _ = _compile_row(h, True, path)
+        # The generated fast path becomes this stream's feed (an instance attribute over the method; _invalidate
+        # removes it): one frame per plain line instead of three. It checks that its header is still in force on
+        # every call and otherwise forwards, so a caller holding an old `stream.feed` stays correct.
+        ns["_st"] = self
+        ns["_slow"] = MethodType(LogStream.feed, self)
+        self.__dict__["feed"] = ns["_feed"]
         self._ncols = len(h.fields)
         return self._row
 
     def feed_lines(self, lines: list[bytes], first_lineno: int = 1) -> list[ZeekRecord]:
         """Many complete lines at once (``first_lineno`` numbers the first): the records :meth:`feed` would return
-        one by one, with the same counters; the bulk path of :func:`read_log` and :func:`iter_log`."""
+        one by one, with the same counters; the bulk path of :func:`read_log`."""
         feed = self.feed
         return [r for n, line in enumerate(lines, first_lineno) if (r := feed(line, n)) is not None]
 
@@ -654,7 +751,13 @@ class LogReader:
             while block := f.read(_BLOCK):
                 lines = (tail + block).split(b"\n")
                 tail = lines.pop()  # a partial line: completed by the next block
-                yield from stream.feed_lines(lines, lineno)
+                # Line by line, not feed_lines: a block's worth of records held at once costs ~25% (allocation,
+                # cache and GC) when the consumer drops each record after use.
+                feed = stream.feed  # the fast path of the header in force (it forwards if a new one comes)
+                for n, line in enumerate(lines, lineno):
+                    r = feed(line, n)
+                    if r is not None:
+                        yield r
                 lineno += len(lines)
         if tail:  # no final newline: the last line may be cut off
             r = stream.feed(tail, lineno)
