@@ -366,3 +366,102 @@ def test_stream_matches_read_log_and_resumes(zeek: Path, rel: str) -> None:
     # iter_log streams the same records and carries the counts afterwards.
     it = iter_log(path)
     assert list(it) == whole.records and it.bad_count == whole.bad_count and it.data_lines == whole.data_lines
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Fast path (the generated per-header `feed`) against the general path
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _general(name: str, lines: list[bytes]) -> tuple[LogStream, list[ZeekRecord]]:
+    """The class's own feed, called unbound: never the generated fast path."""
+    s = LogStream(name)
+    return s, [r for n, ln in enumerate(lines, 1) if (r := LogStream.feed(s, ln, n)) is not None]
+
+
+def _same(a: list[ZeekRecord], b: list[ZeekRecord]) -> None:
+    # repr: exact value types (True vs 1, 1.0 vs 1) and key order, not just ==.
+    assert [repr(r) for r in a] == [repr(r) for r in b]
+    assert all(type(r.fields) is dict for r in a)
+
+
+def test_fast_path_edge_lines_match_general_path() -> None:
+    rows = [
+        b"1.5\tCa\t10.0.0.1\t80\t-\t0\tT\t(empty)\t(empty)\t1,-,3",
+        b"2.5\tCb\t10.0.0.1\t80\t0.25\t70000\tF\thttp\ta,b\t-\r",  # CRLF: general path strips the \r
+        b"3.5\tCc\t10.0.0.1\t80\t-\t0\tT\tx\\x09y\t-\t-",  # escaped: general path unescapes
+        b"4.5\tCd\t10.0.0.1\t80\t-\t0\tT\t\xff\xfe\t-\t-",  # not UTF-8
+        b"5.5\tCe\t10.0.0.1\t80\t-\tabc\tT\t-\t-\t-",  # bad count
+        b"6.5\tCf\t10.0.0.1\t80\t-\t0\tT\t-\t-",  # short
+        b"",
+        b"7.5\tCg\t10.0.0.1\t-\t-\t-\t-\t-\t-\t-",
+        b"8.5\tCh\t10.0.0.1\t99999\t1e3\t123456789012\tF\t-\t-\t(empty)",
+    ]
+    lines = [*HEADER.split(b"\n")[:-1], *rows]
+    s, fast = _stream("x.log", b"\n".join(lines))
+    g, slow = _general("x.log", lines)
+    _same(fast, slow)
+    assert [r.ts for r in fast] == [1.5, 2.5, 3.5, 4.5, 7.5, 8.5]
+    assert fast[1].fields["orig_bytes"] == 70000 and fast[1].fields["duration"] == 0.25
+    assert fast[2].fields["service"] == "x\ty" and fast[4].fields["id.orig_p"] is None
+    assert fast[5].fields["orig_bytes"] == 123456789012 and fast[5].fields["v"] == []
+    assert (s.records, s.bad_count, s.data_lines, s.bad) == (g.records, g.bad_count, g.data_lines, g.bad)
+    assert s.bad_count == 2 and s.data_lines == 8
+
+
+def test_fast_path_follows_a_new_header_even_through_an_old_feed() -> None:
+    second = b"#fields\ta\tts\n#types\tcount\ttime\n#path\tother\n5\t9.5\n"
+    text = HEADER + b"1.5\tC\t1.1.1.1\t80\t-\t0\tT\t-\t-\t-\n" + second + b"x\t1\n"
+    s = LogStream("x.log")
+    lines = text.split(b"\n")
+    for n, ln in enumerate(lines[:7], 1):
+        s.feed(ln, n)
+    assert s.feed(lines[7], 8) is not None  # compiles: s.feed is now the fast path of the first header
+    old_feed = s.feed
+    recs = [r for n, ln in enumerate(lines[8:], 9) if (r := old_feed(ln, n)) is not None]
+    assert recs == [ZeekRecord("other", 9.5, None, {"a": 5, "ts": 9.5})]
+    assert s.bad_count == 1 and "a (count)" in s.bad[0].reason and s.records == 2
+
+
+@pytest.mark.parametrize(
+    "names", [[*(f"c{i}" for i in range(37)), "t0", "ts", "uid"], ["__class__", "__dict__", "ts", "ts", "uid"]]
+)
+def test_wide_and_odd_field_names(names: list[str]) -> None:
+    # Over 30 columns, or names that are attributes of every object, take the plain dict display.
+    types = ["count"] * (len(names) - 3) + ["time", "time", "string"]
+    values = [str(i) for i in range(len(names) - 3)] + ["1.0", "2.0", "Cx"]
+    text = "#separator \\x09\n#fields\t{}\n#types\t{}\n{}\n".format(*("\t".join(x) for x in (names, types, values)))
+    _, (r,) = _stream("odd.log", text.encode())
+    want: dict[str, Any] = {}
+    for name, t, v in zip(names, types, values, strict=True):
+        want[name] = float(v) if t == "time" else int(v) if t == "count" else v
+    assert r.fields == want and list(r.fields) == list(want) and r.ts == 2.0 and r.uid == "Cx"
+
+
+def test_fields_are_plain_mutable_dicts() -> None:
+    import msgpack
+
+    _, (r,) = _stream("x.log", HEADER + b"1.5\tCa\t10.0.0.1\t80\t-\t0\tT\t-\t-\t-\n")
+    f = r.fields
+    assert msgpack.unpackb(msgpack.packb(f)) == f
+    f["extra"] = 1
+    del f["uid"]
+    assert list(f)[-1] == "extra" and "uid" not in f and len(f) == 10
+    assert r == ZeekRecord("conn", 1.5, "Ca", dict(f)) and r.path == r[0]
+
+
+def test_fast_path_matches_general_path_on_real_tsv(zeek: Path) -> None:
+    checked = 0
+    for p in sorted(q for q in (zeek / "tsv").rglob("*") if q.is_file()):
+        if sniff_log(p) != "tsv":
+            continue
+        lines = _lines(p)
+        s = LogStream(str(p))
+        fast = [r for n, ln in enumerate(lines, 1) if (r := s.feed(ln, n)) is not None]
+        g, slow = _general(str(p), lines)
+        _same(fast, slow)
+        assert (s.records, s.bad_count, s.bad) == (g.records, g.bad_count, g.bad), p
+        it = iter_log(p)
+        _same(list(it), fast)
+        checked += 1
+    assert checked > 50
