@@ -13,7 +13,7 @@ project tree.
 Three measurements, same run, same records:
 
 1. source: `ReplaySource(files, fast=True)` alone in this process, polled the way the probe's runner polls it
-   (batch*8 records per poll, `state()` after each poll): the probe's parse rate. Beside it, the probe's
+   (batch*POLL_BATCHES records per poll, `state()` after each poll): the probe's parse rate. Beside it, the probe's
    `Batcher` packing those messages into bodies (msgpack, bytes as str, `--batch` records per body): the
    bodies are kept for (3).
 2. end to end: `wiredraw server --ephemeral` (embedded redis-server) and `wiredraw probe net_zeek --replay
@@ -62,10 +62,11 @@ from _common import (
     wiredraw_argv,
 )
 from wiredraw.core import wire
+from wiredraw.core.batching import Batcher
 from wiredraw.plugins.net_zeek.keys import DEFAULT_RETENTION, INGEST_LUA
 from wiredraw.plugins.net_zeek.parser import open_log
 from wiredraw.plugins.net_zeek.source import ReplaySource
-from wiredraw.probes.runner import Batcher
+from wiredraw.probes.runner import POLL_BATCHES
 
 DATA_DAY = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "zeek" / "tsv" / "rita_missing_host" \
     / "2024-04-19"
@@ -135,13 +136,13 @@ def write_copies(work: Path, n: int) -> tuple[list[Path], int]:
 
 
 def source_pass(paths: list[Path], batch: int) -> tuple[dict[str, Any], list[bytes]]:
-    """ReplaySource polled like ProbeRunner.tick (batch*8 per poll, then state()); then the Batcher's bodies."""
+    """ReplaySource polled like ProbeRunner.tick (batch*POLL_BATCHES per poll, then state()); then the bodies."""
     batcher = Batcher(batch, wire.DEFAULT_LIMITS.max_frame_bytes - wire.MAX_ENVELOPE_BYTES, bin_as_str=True)
     src = ReplaySource(paths, fast=True)
     bodies: list[bytes] = []
     records = conns = 0
     t_source = t_pack = 0.0
-    wanted = batch * 8
+    wanted = batch * POLL_BATCHES
     clock = time.perf_counter
     while True:
         t0 = clock()

@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import msgpack
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
+from wiredraw.core import wire
+from wiredraw.core.batching import Batcher
 from wiredraw.core.credentials import Tokens
 from wiredraw.core.ingest import Ingest, Refused
 from wiredraw.core.module import IngestCounts
@@ -106,27 +107,19 @@ class CollectorUpload(Resource):
     @defer.inlineCallbacks
     def _store(self, request: Any, who: str, collected: Any) -> Any:
         p = self.parent
-        packer = msgpack.Packer(use_bin_type=not p.loaded.spec.bin_as_str)
-        total = IngestCounts()
-        by_type: dict[str, list[dict[str, Any]]] = {}
-        for mtype, msg in collected.messages:
-            by_type.setdefault(mtype, []).append(msg)
+        # The same bodies a probe would send (Batcher), through the same write path as probes' frames.
+        batcher = Batcher(BODY_RECORDS, p.ingest.limits.max_frame_bytes - wire.MAX_ENVELOPE_BYTES,
+                          p.loaded.spec.bin_as_str)
+        batches = batcher.batches(collected.messages)
+        total = IngestCounts(rejected={"record larger than a frame": batcher.too_big} if batcher.too_big else {})
         try:
-            for mtype, msgs in by_type.items():
-                for i in range(0, len(msgs), BODY_RECORDS):
-                    chunk = msgs[i:i + BODY_RECORDS]
-                    body = packer.pack_array_header(len(chunk)) + b"".join(packer.pack(m) for m in chunk)
-                    try:
-                        batch = p.ingest.prepare(p.loaded, f"collector:{who}", mtype, body)
-                    except Refused as exc:
-                        total.rejected[exc.reason] = total.rejected.get(exc.reason, 0) + len(chunk)
-                        continue
-                    counts = yield p.ingest.commit(batch)
-                    total.records += counts.records
-                    total.written += counts.written
-                    total.repeats += counts.repeats
-                    for why, n in counts.rejected.items():
-                        total.rejected[why] = total.rejected.get(why, 0) + n
+            for mtype, body, n in batches:
+                try:
+                    batch = p.ingest.prepare(p.loaded, f"collector:{who}", mtype, body)
+                except Refused as exc:
+                    total.add(IngestCounts(rejected={exc.reason: n}))
+                    continue
+                total.add((yield p.ingest.commit(batch)))
         except Exception as exc:
             if not request.finished and not request._disconnected:
                 request.write(_json(request, 503, {"error": f"could not store: {exc}", "stored": total.written}))

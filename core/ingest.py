@@ -59,8 +59,8 @@ class Stats:
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {k: self.counts.get(k, 0) for k in (
             "frames_received", "frames_accepted", "frames_duplicate", "frames_rejected", "bytes_received",
-            "records_received", "records_written", "records_rejected", "write_batches", "write_failures",
-            "udp_seq_gaps", "acks_sent")}
+            "records_received", "records_written", "records_repeated", "records_rejected", "write_batches",
+            "write_failures", "udp_seq_gaps", "acks_sent", "collector_uploads")}
         out.update({k: v for k, v in self.counts.items() if k not in out})
         out["rejected"] = dict(sorted(self.rejected.items()))
         out["records_rejected_by_reason"] = dict(sorted(self.records_rejected.items()))
@@ -164,49 +164,43 @@ class Ingest:
     # -- the write path shared by probes and the HTTP collector ----------------------------------
     def prepare(self, loaded: Any, probe_id: str, msg_type: str, body: bytes) -> WriteBatch:
         """A module's commands for one packed body. Raises Refused (bad_body, write_error)."""
-        st = self.stats.counts
         slug = loaded.spec.slug
         mspec = loaded.spec.messages[msg_type]
         ctx = IngestContext(probe_id, msg_type, self.clock.seconds())
-        batch = WriteBatch(loaded.spec)
+        batch = WriteBatch(loaded.spec, msg_type)
         try:
             if loaded.module.ingest_body(ctx, body, batch):
                 return batch  # the module applies the packed body itself (e.g. in Lua); counts come back in its reply
             messages = wire.decode_body(body, self.limits)
             good = []
+            counts = batch.counts
+            counts.records = len(messages)
             for msg in messages:
                 why = validate_message(mspec, msg)
                 if why is None:
                     good.append(msg)
                 else:
-                    self.stats.records_rejected[f"{slug}.{msg_type}: {why}"] += 1
-                    st["records_rejected"] += 1
-            st["records_received"] += len(messages)
-            taken = loaded.module.ingest(ctx, good, batch)
+                    counts.rejected[why] = counts.rejected.get(why, 0) + 1
+            counts.written = loaded.module.ingest(ctx, good, batch)
         except wire.WireError as exc:
             raise Refused(exc.reason) from exc
         except Exception as exc:  # a module bug must not take the server down: count, log, drop
             self.log.failure("module {slug} failed on a {kind} batch", slug=slug, kind=msg_type)
             self.stats.records_rejected[f"{slug}.{msg_type}: ingest error {type(exc).__name__}"] += 1
             raise Refused(WRITE_ERROR) from exc
-        batch.reply_handlers.append((-1, lambda _reply: IngestCounts(records=0, written=taken)))
         return batch
 
     def commit(self, batch: WriteBatch) -> defer.Deferred[IngestCounts]:
         """Send the batch in one transaction; fires with the module's counts (also added to /stats)."""
         st = self.stats.counts
-        slug = batch.spec.slug
+        where = f"{batch.spec.slug}.{batch.message_type}"
 
         def written(replies: list[Any]) -> IngestCounts:
-            total = IngestCounts()
+            total = IngestCounts().add(batch.counts)
             for index, handler in batch.reply_handlers:
-                counts = handler(replies[index] if index >= 0 else None)
-                total.records += counts.records
-                total.written += counts.written
-                total.repeats += counts.repeats
-                for why, n in counts.rejected.items():
-                    total.rejected[why] = total.rejected.get(why, 0) + n
-                    self.stats.records_rejected[f"{slug}: {why}"] += n
+                total.add(handler(replies[index]))
+            for why, n in total.rejected.items():
+                self.stats.records_rejected[f"{where}: {why}"] += n
             st["records_received"] += total.records
             st["records_written"] += total.written
             st["records_repeated"] += total.repeats

@@ -179,8 +179,11 @@ class WriteBatch:
     """
 
     spec: ModuleSpec
+    message_type: str = ""
     commands: list[tuple[Any, ...]] = field(default_factory=list)
-    # (index in commands, function of that command's reply -> IngestCounts)
+    # What is known before the write (the core's decoding and validation) ...
+    counts: IngestCounts = field(default_factory=lambda: IngestCounts())
+    # ... and what a command's reply tells: (index in commands, reply -> IngestCounts)
     reply_handlers: list[tuple[int, Callable[[Any], IngestCounts]]] = field(default_factory=list)
 
     def add(self, *command: Any) -> None:
@@ -201,6 +204,14 @@ class IngestCounts:
     written: int = 0
     repeats: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
+
+    def add(self, other: IngestCounts) -> IngestCounts:
+        self.records += other.records
+        self.written += other.written
+        self.repeats += other.repeats
+        for why, n in other.rejected.items():
+            self.rejected[why] = self.rejected.get(why, 0) + n
+        return self
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import os
 import socket
 from collections import deque
@@ -137,7 +136,7 @@ class ProbeStreamProtocol(Protocol):
             assert self.probe_id is not None
             expected = (wire.probe_proof(self.key, self.client_nonce, self.server_nonce, self.probe_id)
                         if self.key is not None else None)
-            if expected is None or not hmac.compare_digest(expected, proof):
+            if expected is None or not wire.proof_matches(expected, proof):
                 self.ingest.stats.rejected["auth_failed"] += 1
                 self.ingest.stats.warn_limited(self.log, "auth_failed", self.clock.seconds(),
                                                "probe {probe} failed authentication from {peer}",

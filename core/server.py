@@ -9,7 +9,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -309,18 +308,3 @@ def run_server(reactor: Any, config: ServerConfig, modules: ModuleSet, *, out: A
 
 def _exit_code(failure: list[BaseException]) -> int:
     return 1 if failure else 0
-
-
-def free_port_pair(host: str = "127.0.0.1") -> int:
-    """A port number free for both TCP and UDP right now (for tests and the demo)."""
-    for _ in range(50):
-        with socket.socket() as t:
-            t.bind((host, 0))
-            port = t.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-                try:
-                    u.bind((host, port))
-                except OSError:
-                    continue
-                return port
-    raise OSError("no free port")

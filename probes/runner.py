@@ -8,7 +8,6 @@ UDP: one frame per datagram, batched to fit; loss is counted by the server from 
 
 from __future__ import annotations
 
-import hmac
 import json
 import os
 import socket
@@ -20,7 +19,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-import msgpack
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet import defer, task
 from twisted.internet.endpoints import HostnameEndpoint
@@ -28,9 +26,13 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.logger import Logger
 from wiredraw.core import wire
+from wiredraw.core.batching import Batcher
 from wiredraw.core.module import Module, Source
 from wiredraw.probes.spool import Spool, SpoolEntry
 from zope.interface import implementer
+
+# Records read per tick: batch_records * POLL_BATCHES. Short ticks let acks and sends interleave with parsing.
+POLL_BATCHES = 2
 
 
 @dataclass
@@ -66,40 +68,6 @@ def is_loopback(host: str) -> bool:
                    for ai in socket.getaddrinfo(host, None))
     except OSError:
         return False
-
-
-class Batcher:
-    """Cuts (type, message) pairs into bodies: one message type per frame, at most ``max_records``
-    messages and ``max_bytes`` packed bytes each. Each message is packed once, never re-encoded."""
-
-    def __init__(self, max_records: int, max_bytes: int, bin_as_str: bool = False):
-        self.max_records, self.max_bytes = max_records, max_bytes
-        # A module whose bodies are applied by Redis Lua packs bytes as str (cmsgpack has no bin type).
-        self.packer = msgpack.Packer(use_bin_type=not bin_as_str)
-        self.too_big = 0
-
-    def batches(self, messages: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, bytes, int]]:
-        out: list[tuple[str, bytes, int]] = []
-        kind: str | None = None
-        parts: list[bytes] = []
-        size = 0
-
-        def close() -> None:
-            if parts and kind is not None:
-                out.append((kind, self.packer.pack_array_header(len(parts)) + b"".join(parts), len(parts)))
-
-        for mtype, msg in messages:
-            packed = self.packer.pack(msg)
-            if len(packed) + 5 > self.max_bytes:
-                self.too_big += 1  # cannot fit in any frame: counted, reported in the summary
-                continue
-            if mtype != kind or len(parts) >= self.max_records or size + len(packed) + 5 > self.max_bytes:
-                close()
-                kind, parts, size = mtype, [], 0
-            parts.append(packed)
-            size += len(packed)
-        close()
-        return out
 
 
 class ClientState(Enum):
@@ -172,7 +140,7 @@ class ProbeClientProtocol(Protocol):
         elif self.state is ClientState.AWAIT_CHALLENGE and kind == "challenge":
             server_nonce, proof = fields
             expected = wire.server_proof(r.opts.key, self.client_nonce, server_nonce, r.opts.probe_id)
-            if not hmac.compare_digest(expected, proof):
+            if not wire.proof_matches(expected, proof):
                 r.note("the server could not prove it holds this probe's key (wrong key file, unknown probe "
                        "id, or not the server you think): disconnecting, keeping the spool")
                 self._send(wire.encode_control("error", "server_auth_failed", "server proof did not match"))
@@ -336,13 +304,13 @@ class ProbeRunner:
             return
         if o.transport == "tcp" and self.connection is not None and self.connection.paused:
             return  # the socket is full: resumeProducing kicks us again
-        wanted = o.batch_records * 2  # short ticks, so acks and sends interleave with parsing
+        wanted = o.batch_records * POLL_BATCHES
         messages = self.source.poll(wanted)
-        if len(messages) >= wanted and self._again is None and self.loop.running:
+        if len(messages) >= wanted:
             # The source has more ready now: poll again at once instead of at the next interval, so
             # a fast source (a replay) is not paced by the poll interval. Reactor turns in between
             # keep acks and the network flowing.
-            self._again = self.reactor.callLater(0, self._tick_again)
+            self.kick()
         if messages:
             self.counts["records_read"] += len(messages)
             batches = self.batcher.batches(messages)
@@ -364,7 +332,7 @@ class ProbeRunner:
             self.stop()
 
     def kick(self) -> None:
-        """Poll again soon (the send buffer drained)."""
+        """Poll again on the next reactor turn (the source has more, or the send buffer drained)."""
         if self._again is None and self.loop.running:
             self._again = self.reactor.callLater(0, self._tick_again)
 

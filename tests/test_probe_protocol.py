@@ -104,13 +104,19 @@ def test_handshake_frames_and_acks_clear_the_spool(world):
     assert world.ingest.stats.counts["acks_sent"] >= 1
 
 
-def test_ack_waits_for_the_write(world):
+def write_in_flight(world):
+    """A streaming session whose first batch (10 records) is sent and held: its write has not completed."""
     runner = world.make_runner(count=10)
     server, client, pump = world.connect(runner)
     pump.flush()
     world.store.hold = True
     runner.tick()
     pump.flush()
+    return runner, server, client, pump
+
+
+def test_ack_waits_for_the_write(world):
+    runner, server, client, pump = write_in_flight(world)
     assert len(runner.spool) == 1  # written to Redis not yet: no ack, the batch stays spooled
     world.store.release()
     pump.flush()
@@ -118,12 +124,7 @@ def test_ack_waits_for_the_write(world):
 
 
 def test_failed_write_closes_and_the_resend_is_stored(world):
-    runner = world.make_runner(count=10)
-    server, client, pump = world.connect(runner)
-    pump.flush()
-    world.store.hold = True
-    runner.tick()
-    pump.flush()
+    runner, server, client, pump = write_in_flight(world)
     world.store.release(fail=True)
     pump.flush()
     assert client.state is ClientState.CLOSED and len(runner.spool) == 1
@@ -135,12 +136,7 @@ def test_failed_write_closes_and_the_resend_is_stored(world):
 
 
 def test_resend_of_a_stored_frame_is_acked_not_stored_again(world):
-    runner = world.make_runner(count=10)
-    server, client, pump = world.connect(runner)
-    pump.flush()
-    world.store.hold = True
-    runner.tick()
-    pump.flush()
+    runner, server, client, pump = write_in_flight(world)
     # stored in Redis, but the connection drops before the ack reaches the probe
     client.transport.loseConnection()
     pump.flush()
@@ -278,12 +274,7 @@ def test_restarted_probe_resumes_from_spool_without_duplicates(world, tmp_path):
 
 
 def test_new_session_replaces_the_older_after_its_writes_settle(world):
-    runner = world.make_runner(count=10)
-    server1, client1, pump1 = world.connect(runner)
-    pump1.flush()
-    world.store.hold = True
-    runner.tick()
-    pump1.flush()  # a write is in flight on the first session
+    runner, server1, client1, pump1 = write_in_flight(world)
     client2 = ProbeClientProtocol(runner)
     server2, client2, pump2 = world.connect(runner, client2)
     pump2.flush()

@@ -12,6 +12,7 @@ from typing import Any, BinaryIO, ClassVar
 
 import msgpack
 from wiredraw.core.module import Collected, IngestContext, IngestCounts, WriteBatch
+from wiredraw.plugins.net_zeek.parser import LogStream
 
 DEFAULT_RETENTION = 7 * 86400  # seconds of history kept (keys' TTL)
 INGEST_LUA = (files("wiredraw.plugins.net_zeek") / "ingest.lua").read_text(encoding="utf-8")
@@ -20,8 +21,6 @@ INGEST_LUA = (files("wiredraw.plugins.net_zeek") / "ingest.lua").read_text(encod
 INDEX_BASE = 60
 INDEX_FACTOR = 4
 INDEX_LEVELS = 13
-HIST_CHUNK = 60
-LOG_CHUNK = 600
 
 
 def parse_ingest_reply(reply: Any) -> IngestCounts:
@@ -79,8 +78,6 @@ class ZeekCollector:
     http_prefix: ClassVar[str | None] = "logs"
 
     def collect(self, name: str, body: BinaryIO) -> Collected:
-        from wiredraw.plugins.net_zeek.parser import LogStream
-
         stream = LogStream(f"POST /logs/{name}", path_hint=name)
         out = Collected()
         lineno = 0
