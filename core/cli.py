@@ -103,13 +103,175 @@ def cmd_tokens(args: argparse.Namespace, _modules: Any) -> int:
     return 0
 
 
+# -- viewers: watch and query ------------------------------------------------------------------------------------
+
+
+def _viz_time(text: str) -> float:
+    from wiredraw.core.vizproto import parse_time
+
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _viz_connect(args: argparse.Namespace) -> Any:
+    """A connected VizClient and the module slug to use."""
+    from wiredraw.core.viz_client import VizClient
+    from wiredraw.probes.runner import parse_server
+
+    token = args.token or os.environ.get("WIREDRAW_TOKEN", "")
+    if args.token_file is not None:
+        token = args.token_file.read_text().strip()
+    if not token:
+        raise ValueError("a viewer token is needed: --token, --token-file or WIREDRAW_TOKEN "
+                         "(make one on the server with `wiredraw tokens add NAME --role viewer`)")
+    host, port = parse_server(args.server)
+    client = VizClient(host, port, token, timeout=args.timeout)
+    welcome = client.connect()
+    offered = [m["slug"] for m in welcome.get("modules", [])]
+    module = args.module
+    if module is None:
+        if len(offered) != 1:
+            client.close()
+            raise ValueError(f"name a --module; the server offers: {', '.join(offered) or 'none'}")
+        module = offered[0]
+    elif module not in offered:
+        client.close()
+        raise ValueError(f"the server has no view for module {module!r}; it offers: {', '.join(offered) or 'none'}")
+    return client, module
+
+
+def cmd_watch(args: argparse.Namespace, _modules: Any) -> int:
+    import threading
+
+    from wiredraw.core.viz_client import VizClientError, to_json
+
+    try:
+        client, module = _viz_connect(args)
+    except VizClientError as exc:
+        print(f"wiredraw watch: {exc}", file=sys.stderr)
+        return 1
+    view: dict[str, Any] = {"filter": args.filter}
+    if args.at is not None:
+        view.update(mode="at", t=args.at)
+    elif args.from_ is not None:
+        view.update(mode="play", t=args.from_, speed=args.speed, window=args.window)
+    else:
+        view.update(mode="live")
+    out = sys.stdout
+    printed = 0
+    try:
+        client.subscribe(module, **view)
+        if args.commands:
+            threading.Thread(target=_watch_commands, args=(client,), daemon=True).start()
+        for msg in client.messages():
+            out.write(to_json(msg) + "\n")
+            out.flush()
+            printed += 1
+            if args.count and printed >= args.count:
+                return 0
+    except VizClientError as exc:
+        print(f"wiredraw watch: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        return 0
+    finally:
+        client.close()
+    return 0
+
+
+WATCH_COMMANDS = """commands on stdin (with --commands), one per line:
+  filter EXPR        replace the filter (an empty EXPR shows everything)
+  live               follow what arrives
+  at TIME            the graph at TIME (epoch seconds or ISO-8601)
+  play TIME [SPEED]  replay from TIME at SPEED x event time (default 1)"""
+
+
+def _watch_commands(client: Any) -> None:
+    """Read `filter ...`, `live`, `at T`, `play T [S]` lines from stdin and send them as configure requests."""
+    from wiredraw.core.vizproto import parse_time
+
+    for line in sys.stdin:
+        word, _, rest = line.strip().partition(" ")
+        try:
+            if word == "filter":
+                client.request_async("configure", filter=rest)
+            elif word == "live":
+                client.request_async("configure", mode="live")
+            elif word == "at":
+                client.request_async("configure", mode="at", t=parse_time(rest))
+            elif word == "play":
+                t, _, speed = rest.partition(" ")
+                client.request_async("configure", mode="play", t=parse_time(t), speed=float(speed or 1))
+            elif word:
+                print(f"wiredraw watch: unknown command {word!r}\n{WATCH_COMMANDS}", file=sys.stderr)
+        except (ValueError, OSError) as exc:
+            print(f"wiredraw watch: {exc}", file=sys.stderr)
+
+
+def cmd_query(args: argparse.Namespace, _modules: Any) -> int:
+    from wiredraw.core.viz_client import VizClientError, to_json
+
+    try:
+        client, module = _viz_connect(args)
+    except VizClientError as exc:
+        print(f"wiredraw query: {exc}", file=sys.stderr)
+        return 1
+    req: dict[str, Any] = {"module": module}
+    if args.what in ("graph", "details", "histogram"):
+        if args.at is not None:
+            req["at"] = args.at
+        elif (args.from_ is None) != (args.to is None):
+            client.close()
+            raise ValueError("--from and --to go together")
+        elif args.from_ is not None:
+            req.update({"from": args.from_, "to": args.to})
+    if args.what == "graph":
+        req["filter"] = args.filter
+    elif args.what == "details":
+        req["element"] = args.element
+    elif args.what == "histogram":
+        req["bins"] = args.bins
+    try:
+        with client:
+            result = client.request(args.what, **req)
+    except VizClientError as exc:
+        print(f"wiredraw query: {exc}", file=sys.stderr)
+        return 1
+    if args.what == "details" and result is None:
+        print(to_json(None))
+        print(f"wiredraw query: no element {args.element!r} in that interval", file=sys.stderr)
+        return 1
+    print(to_json(result))
+    return 0
+
+
+def _add_viewer_options(p: argparse.ArgumentParser, *, again: bool = False) -> None:
+    """The connection options; ``again``: on a subcommand too (no defaults there, so `query --module M graph`
+    and `query graph --module M` both work)."""
+    from wiredraw.core.server import DEFAULT_VIZ_PORT
+
+    def d(value: Any) -> Any:
+        return argparse.SUPPRESS if again else value
+
+    p.add_argument("--server", default=d(f"127.0.0.1:{DEFAULT_VIZ_PORT}"),
+                   help=f"the server's viz HOST:PORT (default 127.0.0.1:{DEFAULT_VIZ_PORT})")
+    p.add_argument("--token", default=d(None),
+                   help="viewer token (`wiredraw tokens add NAME --role viewer`; default: $WIREDRAW_TOKEN)")
+    p.add_argument("--token-file", type=Path, default=d(None), help="read the viewer token from this file")
+    p.add_argument("--module", default=d(None), help="module to view, e.g. net_zeek (default: the only one offered)")
+    p.add_argument("--timeout", type=float, default=d(30.0), help="seconds to wait for the server (default 30)")
+
+
 def _server_config(args: argparse.Namespace) -> Any:
     from wiredraw.core.server import ServerConfig
 
     return ServerConfig(data_dir=args.data_dir, redis_url=args.redis, bind=args.bind, probe_port=args.probe_port,
                         viz_port=args.viz_port, http_port=args.http_port, ephemeral=args.ephemeral,
                         max_upload=int(args.max_upload_mb * (1 << 20)),
-                        retention=None if args.retention_days is None else int(args.retention_days * 86400)).check()
+                        retention=None if args.retention_days is None else int(args.retention_days * 86400),
+                        viz_config=args.viz_config, live_window=args.live_window, full_every=args.full_every).check()
 
 
 def _run_reactor(start: Any) -> int:
@@ -244,6 +406,15 @@ def build_parser(modules: ModuleSet) -> argparse.ArgumentParser:
                         "net_zeek)")
     p.add_argument("--max-upload-mb", type=float, default=64.0,
                    help="largest HTTP collector upload (POST /logs/<type>) in MiB; larger ones get 413 (default 64)")
+    p.add_argument("--viz-config", type=Path, default=None, metavar="FILE",
+                   help="TOML file with one table of view options per module, e.g. [net_zeek] local_networks, "
+                        "groups (see each module's README and viz.sample.toml)")
+    p.add_argument("--live-window", type=float, default=3600.0, metavar="SECONDS",
+                   help="event time the live graph holds, back from the latest event stored (default 3600; "
+                        "0: everything stored)")
+    p.add_argument("--full-every", type=float, default=30.0, metavar="SECONDS",
+                   help="seconds between full graphs sent to viewers, which also recover lost notifications "
+                        "(default 30)")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="log everything to stderr (default: warnings and errors only)")
     p.set_defaults(func=cmd_server)
@@ -271,6 +442,49 @@ def build_parser(modules: ModuleSet) -> argparse.ArgumentParser:
         mp.add_argument("--quiet", action="store_true", help="no progress lines")
         loaded.module.add_probe_options(mp)
         mp.set_defaults(func=cmd_probe)
+
+    times = ("Times are epoch seconds (1541240000) or ISO-8601 (2018-11-03T12:00, UTC unless a zone is given). "
+             "Output is JSON.")
+    p = sub.add_parser("watch", help="follow a module's graph as JSON lines: one full graph, then diffs",
+                       description="Subscribe to a module's graph on a server and print each message as one JSON "
+                                   "line: a full graph (type graph: nodes, edges), then diffs (type diff: upserted "
+                                   "nodes and edges, removed ids, pulses) numbered by seq, and a full graph again "
+                                   "every --full-every seconds of the server. " + times,
+                       epilog=WATCH_COMMANDS, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_viewer_options(p)
+    p.add_argument("--filter", default=None, metavar="EXPR",
+                   help="show only what matches, e.g. 'service != \"dns\" and bytes > 10000' (spec/filter.md)")
+    p.add_argument("--at", type=_viz_time, default=None, metavar="TIME", help="the graph at TIME, no live updates")
+    p.add_argument("--from", dest="from_", type=_viz_time, default=None, metavar="TIME",
+                   help="replay history from TIME (play mode)")
+    p.add_argument("--speed", type=float, default=1.0, help="play speed, x event time (default 1)")
+    p.add_argument("--window", type=float, default=None, metavar="SECONDS",
+                   help="play mode: event time a graph holds, back from the present time (default 60)")
+    p.add_argument("--count", type=int, default=0, help="exit after this many messages (default: run until Ctrl-C)")
+    p.add_argument("--commands", action="store_true", help="read view commands from stdin (see below)")
+    p.set_defaults(func=cmd_watch)
+
+    p = sub.add_parser("query", help="ask a server one question about a module's graph; prints one JSON document",
+                       description="Ask the server one question about a module's stored graph and print the answer "
+                                   "as one JSON document. " + times)
+    _add_viewer_options(p)
+    qsub = p.add_subparsers(dest="what", metavar="QUESTION", required=True)
+    q = qsub.add_parser("graph", help="nodes and edges at a time or in an interval (default: everything stored)")
+    q.add_argument("--filter", default=None, metavar="EXPR", help="only what matches (spec/filter.md)")
+    qd = qsub.add_parser("details", help="details of a node or edge id (e.g. 10.0.0.1 or 10.0.0.1>192.0.2.7)")
+    qd.add_argument("element", help="node or edge id")
+    qh = qsub.add_parser("histogram", help="the module's counters in equal time bins")
+    qh.add_argument("--bins", type=int, default=100, help="number of bins (default 100)")
+    qsub.add_parser("range", help="earliest and latest event time stored")
+    qsub.add_parser("modules", help="modules the server offers a view of")
+    for q in qsub.choices.values():
+        _add_viewer_options(q, again=True)
+        if q.prog.split()[-1] in ("graph", "details", "histogram"):
+            q.add_argument("--at", type=_viz_time, default=None, metavar="TIME", help="at this instant")
+            q.add_argument("--from", dest="from_", type=_viz_time, default=None, metavar="TIME",
+                           help="interval start")
+            q.add_argument("--to", type=_viz_time, default=None, metavar="TIME", help="interval end")
+    p.set_defaults(func=cmd_query)
 
     p = sub.add_parser("plugins", help="list the loaded modules",
                        description="List each loaded module: id, slug, version, message types and key templates.")

@@ -1,7 +1,7 @@
 """What a module is: its declaration (loaded from its spec file) and the object a plugin registers.
 
-A module owns one numeric ID and brings its wire messages, its Redis key schema and (later) its viz
-translation. The declaration lives in a TOML spec file so that a probe in another language can be
+A module owns one numeric ID and brings its wire messages, its Redis key schema and its viz translation
+(:mod:`wiredraw.core.graph`). The declaration lives in a TOML spec file so that a probe in another language can be
 written from spec/ alone; the Python object only points at it and adds behaviour.
 """
 
@@ -14,7 +14,10 @@ import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from wiredraw.core.graph import ModuleViz
 
 SLUG_RE = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
 MESSAGE_RE = re.compile(r"^[a-z0-9_.]{1,64}$")
@@ -287,6 +290,13 @@ class Module:
     def collect(self, name: str, body: BinaryIO) -> Collected:
         """Parse an uploaded body (server side, from a collector) into (message type, message) pairs."""
         raise NotImplementedError(f"module {self.spec.slug!r} takes no uploads")
+
+
+    # -- viz side --------------------------------------------------------------------------
+    def make_viz(self, store: Any, options: Mapping[str, Any]) -> ModuleViz | None:
+        """The module's viz translation for one server (see :class:`wiredraw.core.graph.ModuleViz`); ``options``
+        is the module's table from the server's ``--viz-config`` file. None: the module has no view."""
+        return None
 
 
 @dataclass

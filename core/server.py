@@ -1,7 +1,8 @@
 """The processing server: a tree of Twisted services built by one function from a checked config.
 
 embedded redis-server (unless --redis URL) → Redis client (reconnecting) → probe listeners (UDP and
-TCP on one port), HTTP (/stats, /health), viz listener. Prints one ready line once all listen.
+TCP on one port), HTTP (/stats, /health), viz listener with one live feed per module that has a view, fed by a
+keyspace-notification subscriber. Prints one ready line once all listen.
 """
 
 from __future__ import annotations
@@ -10,24 +11,29 @@ import ipaddress
 import json
 import os
 import sys
-from collections.abc import Callable
+import tomllib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer
-from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 from wiredraw.core import wire
 from wiredraw.core.collector import DEFAULT_MAX_UPLOAD, CollectorResource, make_site_request_factory
 from wiredraw.core.credentials import ProbeKeys, Tokens, ensure_private_dir
+from wiredraw.core.graph import ModuleViz
 from wiredraw.core.ingest import Ingest, Stats
+from wiredraw.core.live import ModuleFeed
+from wiredraw.core.notify import KeyspaceSubscriber
 from wiredraw.core.plugins import ModuleSet
 from wiredraw.core.probe_listener import ProbeDatagramProtocol, ProbeStreamFactory
 from wiredraw.core.redis_client import FatalRedisError, RedisClient, RedisError, _redacted
+from wiredraw.core.viz_server import VizFactory
+from wiredraw.core.vizproto import DEFAULT_FULL_EVERY
 
 DEFAULT_PROBE_PORT, DEFAULT_VIZ_PORT, DEFAULT_HTTP_PORT = 4430, 4431, 4432
 
@@ -48,6 +54,10 @@ class ServerConfig:
     max_upload: int = DEFAULT_MAX_UPLOAD  # bytes, for HTTP collector uploads
     retention: int | None = None  # seconds of history modules keep (None: each module's default)
     limits: wire.Limits = field(default_factory=lambda: wire.DEFAULT_LIMITS)
+    viz_config: Path | None = None  # TOML: one table of options per module ([net_zeek] ...)
+    live_window: float = 3600.0  # seconds of event time the live graph holds (0: everything stored)
+    full_every: float = DEFAULT_FULL_EVERY  # seconds between full graphs to live viewers
+    viz_options: dict[str, Any] = field(default_factory=dict)  # loaded from viz_config by check()
 
     def check(self) -> ServerConfig:
         """Check everything before anything starts (buildbot's check-then-apply)."""
@@ -75,6 +85,22 @@ class ServerConfig:
                 problems.append(f"--data-dir {self.data_dir}: not writable")
         except OSError as exc:
             problems.append(f"--data-dir {self.data_dir}: cannot create it ({exc.strerror})")
+        if not self.live_window >= 0:
+            problems.append(f"--live-window must be >= 0 seconds (0: everything stored), got {self.live_window!r}")
+        if not self.full_every >= 1:
+            problems.append(f"--full-every must be at least 1 second, got {self.full_every!r}")
+        if self.viz_config is not None:
+            try:
+                self.viz_options = tomllib.loads(Path(self.viz_config).read_text())
+            except OSError as exc:
+                problems.append(f"--viz-config {self.viz_config}: cannot read it ({exc.strerror})")
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                problems.append(f"--viz-config {self.viz_config}: not valid TOML ({exc})")
+            else:
+                bad = [k for k, v in self.viz_options.items() if not isinstance(v, dict)]
+                if bad:
+                    problems.append(f"--viz-config {self.viz_config}: {', '.join(bad)} must be tables "
+                                    f"([module_slug] with its options)")
         if problems:
             raise ConfigError("cannot start the server:\n  - " + "\n  - ".join(problems))
         return self
@@ -99,15 +125,20 @@ class JSONResource(Resource):
         return json.dumps(body, indent=1, sort_keys=True).encode() + b"\n"
 
 
-class VizPlaceholder(Protocol):
-    """The viz listener's port is reserved now; the viz protocol arrives with a later version."""
+class _LateStore:
+    """The Redis client as a module's viz sees it, before the client exists (views are built, and their options
+    checked, before the server starts)."""
 
-    transport: Any  # set by the reactor
+    def __init__(self, server: WiredrawServer) -> None:
+        self._server = server
 
-    def connectionMade(self) -> None:
-        self.transport.write(wire.frame_stream(wire.encode_control(
-            "error", "unavailable", "this server does not speak the viz protocol yet")))
-        self.transport.loseConnection()
+    def execute(self, *command: Any) -> defer.Deferred[Any]:
+        assert self._server.redis is not None
+        return self._server.redis.execute(*command)
+
+    def pipeline(self, commands: Sequence[Any]) -> defer.Deferred[list[Any]]:
+        assert self._server.redis is not None
+        return self._server.redis.pipeline(commands)
 
 
 class ListenersService(Service):
@@ -116,8 +147,8 @@ class ListenersService(Service):
     log = Logger()
 
     def __init__(self, reactor: Any, config: ServerConfig, ingest: Ingest, stats_view: Callable[[], Any],
-                 health_view: Callable[[], Any]):
-        self.reactor, self.config, self.ingest = reactor, config, ingest
+                 health_view: Callable[[], Any], viz_factory: VizFactory):
+        self.reactor, self.config, self.ingest, self.viz_factory = reactor, config, ingest, viz_factory
         self.stream_factory = ProbeStreamFactory(ingest, reactor)
         root = Resource()
         root.putChild(b"stats", JSONResource(stats_view))
@@ -135,7 +166,7 @@ class ListenersService(Service):
         super().startService()
         c, r = self.config, self.reactor
         self.ports["probe_tcp"], self.ports["probe_udp"] = self._probe_ports(c.probe_port)
-        self.ports["viz"] = r.listenTCP(c.viz_port, Factory.forProtocol(VizPlaceholder), interface=c.bind)
+        self.ports["viz"] = r.listenTCP(c.viz_port, self.viz_factory, interface=c.bind)
         self.ports["http"] = r.listenTCP(c.http_port, self.site, interface=c.bind)
 
     def _probe_ports(self, wanted: int) -> tuple[Any, Any]:
@@ -192,6 +223,26 @@ class WiredrawServer(MultiService):
         self.redis: RedisClient | None = None
         self.ingest: Ingest | None = None
         self.listeners: ListenersService | None = None
+        self.feeds: dict[str, ModuleFeed] = {}
+        self.subscriber: KeyspaceSubscriber | None = None
+        self.views = self._make_views()
+
+    def _make_views(self) -> dict[str, ModuleViz]:
+        """Each module's viz translation, built now so that a bad option stops the server before it starts."""
+        views: dict[str, ModuleViz] = {}
+        unknown = set(self.config.viz_options) - {m.spec.slug for m in self.modules}
+        if unknown:
+            raise ConfigError(f"--viz-config: no loaded module named {', '.join(sorted(unknown))} "
+                              f"(loaded: {', '.join(m.spec.slug for m in self.modules)})")
+        for loaded in self.modules:
+            slug = loaded.spec.slug
+            try:
+                viz = loaded.module.make_viz(_LateStore(self), self.config.viz_options.get(slug, {}))
+            except (ValueError, TypeError, OSError) as exc:
+                raise ConfigError(f"--viz-config [{slug}]: {exc}") from exc
+            if viz is not None:
+                views[slug] = viz
+        return views
 
     @property
     def redis_url(self) -> str:
@@ -208,8 +259,21 @@ class WiredrawServer(MultiService):
         self.stats.gauges["redis_reconnects"] = lambda: self.redis.reconnects if self.redis else 0
         self.stats.gauges["probes_connected"] = lambda: len(self.listeners.stream_factory.connections) \
             if self.listeners else 0
+        c = self.config
+        for slug, viz in self.views.items():
+            self.feeds[slug] = ModuleFeed(slug, viz, self.reactor, window=c.live_window, full_every=c.full_every)
+        ids = {m.spec.id: m.spec.slug for m in self.modules}
+        info = [{"id": m.spec.id, "slug": m.spec.slug, "version": m.spec.version, "doc": m.spec.doc,
+                 "node_kinds": list(self.views[m.spec.slug].node_kinds),
+                 "edge_kinds": list(self.views[m.spec.slug].edge_kinds)}
+                for m in self.modules if m.spec.slug in self.views]
+        self.viz_factory = VizFactory(self.feeds, ids, Tokens(c.data_dir), self.reactor, server_name=_server_name(),
+                                      full_every=c.full_every, modules_info=info)
+        self.stats.gauges["viewers"] = lambda: len(self.viz_factory.sessions)
+        self.stats.gauges["viewers_refused"] = lambda: self.viz_factory.refusals
+        self.stats.gauges["viz"] = lambda: {slug: dict(f.counters) for slug, f in self.feeds.items()}
         self.listeners = ListenersService(self.reactor, self.config, self.ingest, self._stats_view,
-                                          self._health_view)
+                                          self._health_view, self.viz_factory)
         self.listeners.setServiceParent(self)
         self.redis.service.setServiceParent(self)
         self.redis.service.whenConnected().addCallbacks(self._first_connect, self._fatal)
@@ -252,9 +316,44 @@ class WiredrawServer(MultiService):
     def _first_connect(self, _: Any) -> None:
         if self.ready.called:
             return
+        self._start_feeds()
         self.ready.callback(self)
         if self.on_ready is not None:
             self.on_ready(self)
+
+    def _start_feeds(self) -> None:
+        """After the first connect (keyspace notifications are switched on by then): subscribe, then recompute
+        each live graph once the subscription holds, and periodically."""
+        if not self.feeds:
+            return
+        patterns = [p for viz in self.views.values() for p in viz.watch_keys]
+        prefixes = [(f"wd:{slug}:", feed) for slug, feed in self.feeds.items()]
+
+        def on_event(key: str, event: str) -> None:
+            for prefix, feed in prefixes:
+                if key.startswith(prefix):
+                    feed.on_event(key, event)
+                    return
+
+        def on_ready() -> None:
+            assert self.subscriber is not None
+            for feed in self.feeds.values():
+                feed.subscription_ready(first=self.subscriber.subscriptions == 1)
+
+        if patterns:
+            self.subscriber = KeyspaceSubscriber(self.reactor, self.redis_url, patterns, on_event=on_event,
+                                                 on_ready=on_ready)
+            self.subscriber.service.setServiceParent(self)
+        else:
+            for feed in self.feeds.values():
+                feed.refresh("start")
+        for feed in self.feeds.values():
+            feed.start()
+
+    def stopService(self) -> Any:
+        for feed in self.feeds.values():
+            feed.stop()
+        return super().stopService()
 
     def _fatal(self, exc: Any) -> None:
         exc = getattr(exc, "value", exc)
@@ -275,6 +374,15 @@ class WiredrawServer(MultiService):
         return (200 if ok else 503), {"status": "ok" if ok else "degraded",
                                       "redis": "connected" if ok else "reconnecting",
                                       "modules": [m.spec.slug for m in self.modules]}
+
+
+def _server_name() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"wiredraw {version('wiredraw')}"
+    except PackageNotFoundError:
+        return "wiredraw"
 
 
 def run_server(reactor: Any, config: ServerConfig, modules: ModuleSet, *, out: Any = None) -> defer.Deferred[Any]:

@@ -1,0 +1,253 @@
+"""The generic graph vocabulary (DESIGN.md §5) and the module-side viz interface.
+
+Every module's viz translation speaks this vocabulary; the core never knows what a node *is*. On the wire
+(spec/viz.md) each element is a plain msgpack/JSON map: :meth:`Node.to_wire` / :meth:`Edge.to_wire` and back.
+
+- :class:`Node`: id, kind, label, size, category (drives color), group (drives clustering), first/last
+  (event times of its activity), attrs (small: numbers, strings, short lists).
+- :class:`Edge`: id, src, dst, directed, weight (drives thickness), category, label, kind, first/last, attrs.
+- :class:`Pulse`: a transient highlight of a node or an edge with a meaning: ``ok``, ``error`` or ``new``.
+- :class:`Details`: a title and sections, each a key/value table or a raw record.
+- :class:`Graph`: nodes and edges by id, with :meth:`Graph.diff` and :meth:`Graph.apply`.
+- :class:`Change`: what a translation step produced: elements upserted (whole), ids removed, pulses.
+- :class:`ModuleViz`: what a module implements so the server can answer live, at-t and interval views.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+__all__ = ["Change", "Details", "Edge", "Graph", "ModuleViz", "Node", "Pulse", "Section", "element_attrs"]
+
+PulseMeaning = Literal["ok", "error", "new"]
+PULSE_MEANINGS: tuple[str, ...] = ("ok", "error", "new")
+
+
+@dataclass
+class Node:
+    id: str
+    kind: str = "node"
+    label: str = ""
+    size: float = 1.0
+    category: str = ""
+    group: str = ""
+    first: float | None = None
+    last: float | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "kind": self.kind, "label": self.label, "size": self.size, "category": self.category,
+            "group": self.group, "first": self.first, "last": self.last, "attrs": self.attrs,
+        }
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> Node:
+        return cls(str(d["id"]), str(d.get("kind", "node")), str(d.get("label", "")), float(d.get("size", 1.0)),
+                   str(d.get("category", "")), str(d.get("group", "")), d.get("first"), d.get("last"),
+                   dict(d.get("attrs") or {}))
+
+
+@dataclass
+class Edge:
+    id: str
+    src: str
+    dst: str
+    directed: bool = True
+    weight: float = 1.0
+    category: str = ""
+    label: str = ""
+    kind: str = "edge"
+    first: float | None = None
+    last: float | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "src": self.src, "dst": self.dst, "directed": self.directed, "weight": self.weight,
+            "category": self.category, "label": self.label, "kind": self.kind, "first": self.first,
+            "last": self.last, "attrs": self.attrs,
+        }
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> Edge:
+        return cls(str(d["id"]), str(d["src"]), str(d["dst"]), bool(d.get("directed", True)),
+                   float(d.get("weight", 1.0)), str(d.get("category", "")), str(d.get("label", "")),
+                   str(d.get("kind", "edge")), d.get("first"), d.get("last"), dict(d.get("attrs") or {}))
+
+
+@dataclass(frozen=True)
+class Pulse:
+    target: str  # a node or edge id
+    on: Literal["node", "edge"]
+    meaning: str  # one of PULSE_MEANINGS
+    t: float | None = None  # event time, when known
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"target": self.target, "on": self.on, "meaning": self.meaning, "t": self.t}
+
+
+@dataclass
+class Section:
+    """One part of a details panel: ``kind`` "table" (``rows``: [key, value] pairs) or "record" (``record``:
+    a whole record, e.g. one Zeek log line, field -> value)."""
+
+    title: str
+    kind: Literal["table", "record"] = "table"
+    rows: list[list[Any]] = field(default_factory=list)
+    record: dict[str, Any] = field(default_factory=dict)
+    t: float | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"title": self.title, "kind": self.kind, "t": self.t}
+        if self.kind == "table":
+            out["rows"] = self.rows
+        else:
+            out["record"] = self.record
+        return out
+
+
+@dataclass
+class Details:
+    id: str
+    title: str
+    on: Literal["node", "edge"]
+    sections: list[Section] = field(default_factory=list)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"id": self.id, "title": self.title, "on": self.on, "sections": [s.to_wire() for s in self.sections]}
+
+
+def element_attrs(element: Node | Edge) -> dict[str, Any]:
+    """What a filter expression sees: the element's own fields, then its ``attrs`` (which never shadow them).
+    ``type`` is "node" or "edge"."""
+    wire = element.to_wire()
+    attrs = wire.pop("attrs")
+    out = {k: v for k, v in attrs.items() if k not in wire}
+    out.update(wire)
+    out["type"] = "node" if isinstance(element, Node) else "edge"
+    return out
+
+
+@dataclass
+class Change:
+    """One translation step: whole elements to upsert (by id), ids to remove, pulses to show."""
+
+    nodes: list[Node] = field(default_factory=list)
+    edges: list[Edge] = field(default_factory=list)
+    removed_nodes: list[str] = field(default_factory=list)
+    removed_edges: list[str] = field(default_factory=list)
+    pulses: list[Pulse] = field(default_factory=list)
+    t: float | None = None  # the latest event time this step saw
+
+    def __bool__(self) -> bool:
+        return bool(self.nodes or self.edges or self.removed_nodes or self.removed_edges or self.pulses)
+
+
+class Graph:
+    """Nodes and edges by id. An edge's endpoints are always nodes of the graph (:meth:`check`)."""
+
+    def __init__(self, nodes: Iterable[Node] = (), edges: Iterable[Edge] = ()) -> None:
+        self.nodes: dict[str, Node] = {n.id: n for n in nodes}
+        self.edges: dict[str, Edge] = {e.id: e for e in edges}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Graph) and self.nodes == other.nodes and self.edges == other.edges
+
+    def __repr__(self) -> str:
+        return f"Graph({len(self.nodes)} nodes, {len(self.edges)} edges)"
+
+    def copy(self) -> Graph:
+        return Graph(self.nodes.values(), self.edges.values())
+
+    def check(self) -> None:
+        for e in self.edges.values():
+            if e.src not in self.nodes or e.dst not in self.nodes:
+                raise ValueError(f"edge {e.id!r} has an endpoint that is not a node")
+
+    def apply(self, change: Change) -> list[Edge]:
+        """Upserts first, then removals; removing a node removes its edges too. Returns the edges removed."""
+        for n in change.nodes:
+            self.nodes[n.id] = n
+        for e in change.edges:
+            self.edges[e.id] = e
+        removed = [self.edges.pop(eid) for eid in change.removed_edges if eid in self.edges]
+        gone = {nid for nid in change.removed_nodes if self.nodes.pop(nid, None) is not None}
+        if gone:
+            for eid in [eid for eid, e in self.edges.items() if e.src in gone or e.dst in gone]:
+                removed.append(self.edges.pop(eid))
+        return removed
+
+    def diff(self, new: Graph) -> Change:
+        """The change that turns this graph into ``new`` (elements that differ in any field are upserted)."""
+        return Change(
+            nodes=[n for nid, n in new.nodes.items() if self.nodes.get(nid) != n],
+            edges=[e for eid, e in new.edges.items() if self.edges.get(eid) != e],
+            removed_nodes=[nid for nid in self.nodes if nid not in new.nodes],
+            removed_edges=[eid for eid in self.edges if eid not in new.edges],
+        )
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"nodes": [n.to_wire() for n in self.nodes.values()],
+                "edges": [e.to_wire() for e in self.edges.values()]}
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> Graph:
+        return cls(map(Node.from_wire, d.get("nodes") or ()), map(Edge.from_wire, d.get("edges") or ()))
+
+
+class ModuleViz:
+    """A module's viz translation, one instance per server, created by :meth:`Module.make_viz`.
+
+    ``store`` is the server's Redis client: ``await store.execute(*cmd)`` and ``await store.pipeline(cmds)``
+    (Deferreds; replies are bytes). All methods are coroutines the core awaits one at a time per module,
+    so an implementation needs no locking. They may read Redis; they must not write to it.
+
+    Times are event times (epoch seconds, from the data). An interval graph holds every node and edge
+    active anywhere in [t0, t1]; the live graph (kept by the core) is the graph of the live window, grown by
+    :meth:`on_events` between periodic full recomputes.
+    """
+
+    #: Glob patterns of keys (under the module's prefix) whose keyspace events :meth:`on_events` wants.
+    watch_keys: ClassVar[Sequence[str]] = ()
+    #: Node and edge kinds this module produces (declared for `wiredraw plugins` and the conformance suite).
+    node_kinds: ClassVar[Sequence[str]] = ()
+    edge_kinds: ClassVar[Sequence[str]] = ()
+
+    def __init__(self, store: Any, options: Mapping[str, Any]) -> None:
+        self.store = store
+        self.options = options
+
+    async def live_graph(self, t0: float | None) -> Graph:
+        """The live graph: every node and edge active from ``t0`` on (None: everything stored). The core calls it
+        at start, every full-graph period and after lost events; what :meth:`on_events` returns next must build
+        on exactly this graph (a translation that keeps its own bookkeeping resets it here, so nothing read here
+        is counted again by a later event)."""
+        return await self.graph(-math.inf if t0 is None else t0, math.inf)
+
+    async def on_events(self, events: Sequence[tuple[str, str]], graph: Graph) -> Change:
+        """Keyspace events ``(key, event)`` in arrival order, at most a few hundred at once. Return the change
+        to the live ``graph`` (read it, do not mutate it: the core applies the change)."""
+        return Change()
+
+    async def graph(self, t0: float, t1: float) -> Graph:
+        """Every node and edge active in [t0, t1] (t0 == t1: at that instant)."""
+        raise NotImplementedError
+
+    async def details(self, element_id: str, t0: float, t1: float) -> Details | None:
+        """Details of a node or edge id; ``t0``..``t1`` is the interval the viewer is looking at."""
+        return None
+
+    async def time_range(self) -> tuple[float, float] | None:
+        """Earliest and latest event time stored, or None when nothing is."""
+        return None
+
+    async def histogram(self, t0: float, t1: float, bins: int) -> list[dict[str, float]]:
+        """``bins`` equal bins over [t0, t1]: each a map with ``t0``, ``t1`` and the module's counters."""
+        return []
+
+    def lost_events(self) -> None:
+        """The keyspace-event subscription was cut: events may have been missed (a full recompute follows)."""

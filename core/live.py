@@ -1,0 +1,229 @@
+"""The live graph of each module, and what each viewer sees of it.
+
+:class:`ModuleFeed` keeps one module's live graph: keyspace events are batched (a few ms) and handed to the
+module's translation one batch at a time; the resulting :class:`Change` is applied to the graph and fanned out
+to every live subscriber. Every ``full_every`` seconds, at start and after the keyspace subscription was cut,
+the graph is recomputed from Redis and every subscriber gets it whole: that is how lost notifications are
+recovered. Every operation on a feed runs under one lock, in order.
+
+:class:`ClientView` is one viewer's filter over a graph: the elements it shows, so that a change becomes the
+right upserts and removals for that viewer (an edge shows when it passes the filter; a node when it passes or
+is an endpoint of a shown edge).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from wiredraw.core.graph import Change, Edge, Graph, ModuleViz, Node, element_attrs
+
+Matcher = Callable[[Mapping[str, Any]], bool]
+
+EVENT_BATCH_DELAY = 0.005  # seconds: events arriving within this are translated together
+EVENT_BATCH_MAX = 500
+
+
+class ClientView:
+    """What one viewer shows of a graph, through its filter (None: everything)."""
+
+    def __init__(self, match: Matcher | None) -> None:
+        self.match = match
+        self.nodes: set[str] = set()
+        self.edges: dict[str, tuple[str, str]] = {}
+        self._deg: Counter[str] = Counter()
+
+    def _edge_ok(self, e: Edge) -> bool:
+        return self.match is None or self.match(element_attrs(e))
+
+    def _node_ok(self, n: Node) -> bool:
+        return self.match is None or self._deg[n.id] > 0 or self.match(element_attrs(n))
+
+    def _show_edge(self, e: Edge) -> None:
+        self.edges[e.id] = (e.src, e.dst)
+        self._deg[e.src] += 1
+        self._deg[e.dst] += 1
+
+    def _hide_edge(self, eid: str) -> tuple[str, str]:
+        src, dst = self.edges.pop(eid)
+        for nid in (src, dst):
+            self._deg[nid] -= 1
+            if self._deg[nid] <= 0:
+                del self._deg[nid]
+        return src, dst
+
+    def full(self, graph: Graph) -> dict[str, Any]:
+        """The whole filtered graph (wire form); resets what this view shows."""
+        self.nodes.clear()
+        self.edges.clear()
+        self._deg.clear()
+        edges = [e for e in graph.edges.values() if self._edge_ok(e)]
+        for e in edges:
+            self._show_edge(e)
+        nodes = [n for n in graph.nodes.values() if self._node_ok(n)]
+        self.nodes = {n.id for n in nodes}
+        return {"nodes": [n.to_wire() for n in nodes], "edges": [e.to_wire() for e in edges]}
+
+    def change(self, graph: Graph, change: Change, removed: list[Edge]) -> dict[str, Any] | None:
+        """This viewer's diff (wire form) for ``change``, already applied to ``graph`` (``removed``: the edges the
+        apply removed); None when the viewer sees nothing of it."""
+        up_nodes: dict[str, Node] = {}
+        up_edges: dict[str, Edge] = {}
+        rm_nodes: list[str] = []
+        rm_edges: list[str] = []
+        changed_nodes = {n.id for n in change.nodes}
+        touched = set(changed_nodes)
+        touched.update(change.removed_nodes)
+        for e in removed:
+            if e.id in self.edges:
+                touched.update(self._hide_edge(e.id))
+                rm_edges.append(e.id)
+        for e in change.edges:
+            cur = graph.edges.get(e.id)
+            if cur is None:
+                continue
+            shown = cur.id in self.edges
+            if self._edge_ok(cur):
+                if not shown:
+                    self._show_edge(cur)
+                    touched.update((cur.src, cur.dst))
+                up_edges[cur.id] = cur
+            elif shown:
+                touched.update(self._hide_edge(cur.id))
+                rm_edges.append(cur.id)
+        for nid in touched:
+            n = graph.nodes.get(nid)
+            if n is not None and self._node_ok(n):
+                if nid not in self.nodes or nid in changed_nodes:
+                    self.nodes.add(nid)
+                    up_nodes[nid] = n
+            elif nid in self.nodes:
+                self.nodes.discard(nid)
+                rm_nodes.append(nid)
+        pulses = [p.to_wire() for p in change.pulses
+                  if (p.target in self.edges if p.on == "edge" else p.target in self.nodes)]
+        if not (up_nodes or up_edges or rm_nodes or rm_edges or pulses):
+            return None
+        return {"nodes": [n.to_wire() for n in up_nodes.values()], "edges": [e.to_wire() for e in up_edges.values()],
+                "removed_nodes": rm_nodes, "removed_edges": rm_edges, "pulses": pulses}
+
+
+class LiveSubscriber:
+    """What a feed needs of a live viewer session."""
+
+    def live_full(self, feed: ModuleFeed, reason: str) -> None: ...
+
+    def live_change(self, feed: ModuleFeed, change: Change, removed: list[Edge]) -> None: ...
+
+
+class ModuleFeed:
+    """One module's live graph on this server (see the module docstring)."""
+
+    log = Logger()
+
+    def __init__(self, slug: str, viz: ModuleViz, clock: Any, *, window: float, full_every: float) -> None:
+        self.slug, self.viz, self.clock = slug, viz, clock
+        self.window, self.full_every = window, full_every
+        self.graph = Graph()
+        self.ready = False  # the first full recompute is done
+        self.latest: float | None = None  # the latest event time known (from the module's time range)
+        self.subscribers: set[LiveSubscriber] = set()
+        self.lock = defer.DeferredLock()
+        self._pending: list[tuple[str, str]] = []
+        self._flush_call: Any = None
+        self._loop: LoopingCall | None = None
+        self.counters: Counter[str] = Counter()
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        loop = LoopingCall(self.refresh, "periodic")
+        loop.clock = self.clock
+        self._loop = loop
+        loop.start(self.full_every, now=False).addErrback(lambda f: self.log.failure("periodic graph", f))
+
+    def stop(self) -> None:
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
+
+    def subscription_ready(self, first: bool) -> None:
+        """The keyspace subscription is (re)established: recompute (events may have been missed)."""
+        if not first:
+            self.viz.lost_events()
+        self.refresh("start" if first else "resync")
+
+    # -- events ----------------------------------------------------------------------------------------------
+    def on_event(self, key: str, event: str) -> None:
+        self._pending.append((key, event))
+        self.counters["events"] += 1
+        if len(self._pending) >= EVENT_BATCH_MAX:
+            self._flush()
+        elif self._flush_call is None or not self._flush_call.active():
+            self._flush_call = self.clock.callLater(EVENT_BATCH_DELAY, self._flush)
+
+    def _flush(self) -> None:
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
+        events, self._pending = self._pending, []
+        if events:
+            self.lock.run(self._translate, events)
+
+    @defer.inlineCallbacks
+    def _translate(self, events: list[tuple[str, str]]) -> Any:
+        if not self.ready:
+            return  # the coming full recompute includes them
+        try:
+            change = yield defer.Deferred.fromCoroutine(self.viz.on_events(events, self.graph))
+        except Exception:
+            self.counters["translate_errors"] += 1
+            self.log.failure("module {slug}: translating {n} events failed; recomputing the graph",
+                             slug=self.slug, n=len(events))
+            self.clock.callLater(0, self.refresh, "resync")
+            return
+        if change.t is not None and (self.latest is None or change.t > self.latest):
+            self.latest = change.t
+        if not change:
+            return
+        removed = self.graph.apply(change)
+        self.counters["changes"] += 1
+        for sub in list(self.subscribers):
+            sub.live_change(self, change, removed)
+
+    # -- full graph ------------------------------------------------------------------------------------------
+    def refresh(self, reason: str) -> defer.Deferred[Any]:
+        return self.lock.run(self._refresh, reason)
+
+    @defer.inlineCallbacks
+    def _refresh(self, reason: str) -> Any:
+        started = time.perf_counter()
+        try:
+            span = yield defer.Deferred.fromCoroutine(self.viz.time_range())
+            t0 = None
+            if span is not None:
+                self.latest = span[1]
+                if self.window > 0:
+                    t0 = span[1] - self.window
+            graph = yield defer.Deferred.fromCoroutine(self.viz.live_graph(t0))
+        except Exception:
+            self.counters["refresh_errors"] += 1
+            self.log.failure("module {slug}: computing the live graph failed (next try in {s} s)",
+                             slug=self.slug, s=self.full_every)
+            return
+        self.graph = graph
+        self.ready = True
+        self.counters["refreshes"] += 1
+        self.counters["refresh_ms_last"] = int((time.perf_counter() - started) * 1000)
+        for sub in list(self.subscribers):
+            sub.live_full(self, reason)
+
+    def interval(self) -> tuple[float, float] | None:
+        """The live window as an interval, when anything is stored."""
+        if self.latest is None:
+            return None
+        return (self.latest - self.window if self.window > 0 else float("-inf")), self.latest

@@ -1,0 +1,193 @@
+"""A blocking viz-protocol client (spec/viz.md): what `wiredraw watch` and `wiredraw query` use, and the reference
+for other clients. One socket; replies to requests are matched by id, other messages are queued in order.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+import threading
+from collections import deque
+from collections.abc import Iterator
+from typing import Any
+
+from wiredraw.core import vizproto
+from wiredraw.core.graph import Edge, Graph, Node
+
+
+class VizClientError(Exception):
+    """Cannot talk to the server: the message says why and what to do."""
+
+
+class VizRefused(VizClientError):
+    """The server refused the token (or the protocol version)."""
+
+
+class VizClient:
+    def __init__(self, host: str, port: int, token: str, *, timeout: float | None = 10.0) -> None:
+        self.host, self.port, self.token = host, port, token
+        self.timeout = timeout
+        self.sock: socket.socket | None = None
+        self.welcome: dict[str, Any] = {}
+        self._decoder = vizproto.FrameDecoder(vizproto.MAX_SERVER_FRAME)
+        self._queue: deque[dict[str, Any]] = deque()
+        self._replies: dict[int, dict[str, Any]] = {}
+        self._next_id = 1
+        self._send_lock = threading.Lock()
+
+    # -- connection ------------------------------------------------------------------------------------------
+    def connect(self) -> dict[str, Any]:
+        """Connect and say hello; returns the welcome (server name, modules). Raises VizRefused / VizClientError."""
+        try:
+            self.sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        except OSError as exc:
+            raise VizClientError(f"cannot connect to the viz port {self.host}:{self.port} ({exc.strerror or exc}); "
+                                 f"is `wiredraw server` running, and is that its viz= address?") from None
+        self.send({"type": "hello", "version": vizproto.VERSION, "token": self.token})
+        msg = self._read()
+        if msg["type"] == "welcome":
+            self.welcome = msg
+            return msg
+        if msg["type"] in ("refused", "error"):
+            raise VizRefused(str(msg.get("reason", "refused")))
+        raise VizClientError(f"unexpected first message {msg['type']!r} from the server")
+
+    def close(self) -> None:
+        if self.sock is not None:
+            try:
+                self.sock.close()
+            finally:
+                self.sock = None
+
+    def __enter__(self) -> VizClient:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def send(self, message: dict[str, Any]) -> None:
+        if self.sock is None:
+            raise VizClientError("not connected")
+        with self._send_lock:
+            self.sock.sendall(vizproto.pack(message))
+
+    def _read(self) -> dict[str, Any]:
+        """The next message off the socket (blocking)."""
+        while True:
+            if self._queue:
+                return self._queue.popleft()
+            assert self.sock is not None
+            try:
+                data = self.sock.recv(1 << 20)
+            except TimeoutError:
+                raise VizClientError(f"no answer from {self.host}:{self.port} within {self.timeout} s") from None
+            except OSError as exc:
+                raise VizClientError(f"connection to the server failed: {exc}") from None
+            if not data:
+                raise VizClientError("the server closed the connection")
+            try:
+                self._queue.extend(self._decoder.feed(data))
+            except vizproto.VizProtocolError as exc:
+                raise VizClientError(f"bad data from the server: {exc}") from None
+
+    # -- messages --------------------------------------------------------------------------------------------
+    def next_message(self) -> dict[str, Any]:
+        """The next pushed message (graph, diff, error, ...), in order; replies are kept for :meth:`request`.
+        A fatal error from the server raises VizClientError with its reason."""
+        while True:
+            msg = self._read()
+            if msg["type"] == "reply":
+                self._replies[msg.get("id", -1)] = msg
+                continue
+            if msg["type"] == "error" and msg.get("fatal", True):
+                raise VizClientError(f"server error: {msg.get('reason', '?')}")
+            return msg
+
+    def messages(self) -> Iterator[dict[str, Any]]:
+        while True:
+            yield self.next_message()
+
+    def subscribe(self, module: str | int, **view: Any) -> None:
+        self.send({"type": "subscribe", "module": module, **{k: v for k, v in view.items() if v is not None}})
+
+    def request_async(self, what: str, **args: Any) -> int:
+        rid = self._next_id
+        self._next_id += 1
+        self.send({"type": "request", "id": rid, "what": what, **{k: v for k, v in args.items() if v is not None}})
+        return rid
+
+    def request(self, what: str, **args: Any) -> Any:
+        """Send a request and wait for its reply; pushed messages that arrive meanwhile stay queued."""
+        rid = self.request_async(what, **args)
+        held: list[dict[str, Any]] = []
+        try:
+            while rid not in self._replies:
+                msg = self._read()
+                if msg["type"] == "reply":
+                    self._replies[msg.get("id", -1)] = msg
+                elif msg["type"] == "error" and msg.get("fatal", True):
+                    raise VizClientError(f"server error: {msg.get('reason', '?')}")
+                else:
+                    held.append(msg)
+        finally:
+            self._queue.extendleft(reversed(held))
+        reply = self._replies.pop(rid)
+        if not reply.get("ok"):
+            raise VizClientError(str(reply.get("error", "request failed")))
+        return reply.get("result")
+
+
+class GraphMirror:
+    """Rebuilds a viewer's graph from a full graph and the diffs after it, checking their order."""
+
+    def __init__(self) -> None:
+        self.graph = Graph()
+        self.seq: int | None = None
+        self.t: float | None = None
+
+    def apply(self, msg: dict[str, Any]) -> None:
+        if msg["type"] == "graph":
+            self.graph = Graph.from_wire(msg)
+        elif msg["type"] == "diff":
+            if self.seq is None or msg["seq"] != self.seq + 1:
+                raise ValueError(f"diff {msg['seq']} after {self.seq}: out of order or missed")
+            g = self.graph
+            for n in msg.get("nodes", ()):
+                g.nodes[n["id"]] = Node.from_wire(n)
+            for e in msg.get("edges", ()):
+                g.edges[e["id"]] = Edge.from_wire(e)
+            for eid in msg.get("removed_edges", ()):
+                g.edges.pop(eid, None)
+            for nid in msg.get("removed_nodes", ()):
+                g.nodes.pop(nid, None)
+        else:
+            return
+        self.seq = msg["seq"]
+        self.t = msg.get("t")
+
+
+def to_json(obj: Any) -> str:
+    """One line of JSON; bytes become text and non-finite numbers null (JSON has neither)."""
+    try:
+        return json.dumps(obj, default=_json_default, allow_nan=False, separators=(",", ":"))
+    except ValueError:
+        return json.dumps(_finite(obj), default=_json_default, separators=(",", ":"))
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, bytes | bytearray):
+        return bytes(o).decode("utf-8", "backslashreplace")
+    if isinstance(o, set | frozenset | tuple):
+        return list(o)
+    return repr(o)
+
+
+def _finite(o: Any) -> Any:
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, list | tuple):
+        return [_finite(v) for v in o]
+    return o

@@ -1,0 +1,386 @@
+"""The viz listener: one :class:`VizSession` per viewer connection (spec/viz.md).
+
+States: AWAIT_HELLO -> READY (token accepted: requests allowed) -> SUBSCRIBED (a module view: live, at t, or
+play from t at a speed) -> CLOSED. A wrong token gets ``refused`` and the connection is closed.
+
+Back-pressure: the session is its connection's streaming producer. When the viewer stops reading and the
+transport's buffer fills, Twisted pauses it: from then on diffs are not written but dropped, and the view is
+marked stale; when the viewer reads again (resume) it gets one full graph instead. Memory per viewer is thus
+bounded by one graph plus the transport's buffer, however long it stalls.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from enum import Enum
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from wiredraw.core import vizproto
+from wiredraw.core.credentials import Tokens
+from wiredraw.core.filter import FilterError, compile_filter
+from wiredraw.core.graph import Change, Edge, Graph, Pulse
+from wiredraw.core.live import ClientView, Matcher, ModuleFeed
+from wiredraw.core.vizproto import VizProtocolError
+from zope.interface import implementer
+
+HELLO_TIMEOUT = 10.0
+PLAY_TICK = 0.5  # seconds of wall time between play steps
+
+
+class State(Enum):
+    AWAIT_HELLO = "await_hello"
+    READY = "ready"
+    SUBSCRIBED = "subscribed"
+    CLOSED = "closed"
+
+
+def matcher(text: str | None) -> Matcher | None:
+    if text is None or not text.strip():
+        return None
+    return compile_filter(text).matches
+
+
+@implementer(IPushProducer)
+class VizSession(Protocol):
+    log = Logger()
+    transport: Any
+
+    def __init__(self, factory: VizFactory) -> None:
+        self.factory = factory
+        self.state = State.AWAIT_HELLO
+        self.decoder = vizproto.FrameDecoder(vizproto.MAX_CLIENT_FRAME)
+        self.seq = 0
+        self.paused = False
+        self.stale = False
+        self.feed: ModuleFeed | None = None
+        self.mode = "live"
+        self.t: float | None = None
+        self.speed = 1.0
+        self.window = vizproto.DEFAULT_PLAY_WINDOW
+        self.filter_text = ""
+        self.view = ClientView(None)
+        self.play_graph = Graph()
+        self._play: LoopingCall | None = None
+        self._play_busy = False
+        self._ticks = 0
+        self._timeout: Any = None
+        self.sent = {"graph": 0, "diff": 0, "dropped_diffs": 0}
+
+    # -- connection ------------------------------------------------------------------------------------------
+    def connectionMade(self) -> None:
+        self.factory.sessions.add(self)
+        self.transport.registerProducer(self, True)
+        self._timeout = self.factory.clock.callLater(HELLO_TIMEOUT, self._hello_timeout)
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.state = State.CLOSED
+        self.factory.sessions.discard(self)
+        self._leave()
+        if self._timeout is not None and self._timeout.active():
+            self._timeout.cancel()
+
+    def _hello_timeout(self) -> None:
+        self.fail("timeout", f"no hello within {HELLO_TIMEOUT:g} s")
+
+    def send(self, message: dict[str, Any]) -> None:
+        if self.state is not State.CLOSED:
+            self.transport.write(vizproto.pack(message))
+
+    def fail(self, code: str, reason: str) -> None:
+        self.send({"type": "error", "code": code, "reason": reason, "fatal": True})
+        self.state = State.CLOSED
+        self._leave()
+        self.transport.loseConnection()
+
+    # IPushProducer: the transport says when the viewer stops and starts reading again.
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        if self.stale and self.state is State.SUBSCRIBED:
+            self.stale = False
+            self._send_current("resync")
+
+    def stopProducing(self) -> None:
+        self.paused = True
+
+    # -- messages --------------------------------------------------------------------------------------------
+    def dataReceived(self, data: bytes) -> None:
+        try:
+            for msg in self.decoder.feed(data):
+                if self.state is State.CLOSED:
+                    return
+                self._message(msg)
+        except VizProtocolError as exc:
+            self.fail(exc.code, str(exc))
+
+    def _message(self, msg: dict[str, Any]) -> None:
+        kind = msg["type"]
+        if self.state is State.AWAIT_HELLO:
+            token = vizproto.check_hello(msg)
+            if self._timeout is not None and self._timeout.active():
+                self._timeout.cancel()
+            who = self.factory.tokens.check(token, "viewer")
+            if who is None:
+                self.factory.refusals += 1
+                self.send({"type": "refused", "code": "bad_token",
+                           "reason": "viewer token refused: create one with `wiredraw tokens add NAME --role viewer` "
+                                     "on the server and pass it with --token"})
+                self.state = State.CLOSED
+                self.transport.loseConnection()
+                return
+            self.viewer = who.name
+            self.state = State.READY
+            self.send({"type": "welcome", "version": vizproto.VERSION, "server": self.factory.server_name,
+                       "modules": self.factory.module_list(), "full_every": self.factory.full_every})
+        elif kind == "subscribe":
+            view = vizproto.check_subscribe(msg)
+            feed = self.factory.feed_for(view["module"])
+            if feed is None:
+                raise VizProtocolError("unknown_module", f"no module {view['module']!r} with a view on this server; "
+                                                         f"it has: {', '.join(self.factory.feeds) or 'none'}")
+            try:
+                matcher(view.get("filter"))
+            except FilterError as exc:
+                raise VizProtocolError("bad_message", str(exc)) from None
+            self._leave()
+            self.feed = feed
+            self.state = State.SUBSCRIBED
+            self._configure(view)
+        elif kind == "request":
+            rid, what = vizproto.check_request(msg)
+            d = defer.Deferred.fromCoroutine(self._request(what, msg))
+            d.addCallbacks(lambda result: self.send({"type": "reply", "id": rid, "ok": True, "result": result}),
+                           lambda f: self._request_failed(rid, what, f))
+        else:
+            raise VizProtocolError("bad_message", f"unknown message type {kind!r:.40}")
+
+    def _request_failed(self, rid: int, what: str, failure: Any) -> None:
+        if failure.check(VizProtocolError, FilterError, LookupError, ValueError):
+            error = failure.getErrorMessage()
+        else:
+            self.log.failure("viz request {what} failed", failure, what=what)
+            error = f"internal error answering {what}: {failure.getErrorMessage()}"
+        self.send({"type": "reply", "id": rid, "ok": False, "error": error})
+
+    async def _request(self, what: str, msg: Mapping[str, Any]) -> Any:
+        if what == "modules":
+            return self.factory.module_list()
+        if what == "configure":
+            if self.state is not State.SUBSCRIBED:
+                raise VizProtocolError("bad_message", "configure needs a subscription first")
+            self._configure(vizproto.check_view(msg))
+            return {"mode": self.mode, "t": self.t, "filter": self.filter_text}
+        feed = self.feed
+        if "module" in msg:
+            feed = self.factory.feed_for(msg["module"])
+            if feed is None:
+                raise LookupError(f"no module {msg['module']!r} with a view on this server")
+        if feed is None:
+            raise VizProtocolError("bad_message", "name a 'module' or subscribe first")
+        viz = feed.viz
+        if what == "range":
+            span = await viz.time_range()
+            return None if span is None else {"first": span[0], "last": span[1]}
+        interval = vizproto.interval_of(msg)
+        if what == "histogram":
+            bins = msg.get("bins", 100)
+            if isinstance(bins, bool) or not isinstance(bins, int) or not 1 <= bins <= vizproto.MAX_BINS:
+                raise VizProtocolError("bad_message", f"'bins' must be an integer in 1..{vizproto.MAX_BINS}")
+            interval = interval or await self._whole(feed)
+            if interval is None:
+                return []
+            return await viz.histogram(interval[0], interval[1], bins)
+        if what == "details":
+            element = vizproto._string(msg, "element", required=True, limit=1024)
+            assert element is not None
+            interval = interval or self._interval() or await self._whole(feed)
+            if interval is None:
+                return None
+            details = await viz.details(element, interval[0], interval[1])
+            return None if details is None else details.to_wire()
+        # graph
+        interval = interval or await self._whole(feed)
+        if interval is None:
+            return {"nodes": [], "edges": [], "t0": None, "t1": None}
+        graph = await viz.graph(interval[0], interval[1])
+        flt = msg.get("filter")
+        view = ClientView(matcher(flt if isinstance(flt, str) else None))
+        return {**view.full(graph), "t0": interval[0], "t1": interval[1]}
+
+    async def _whole(self, feed: ModuleFeed) -> tuple[float, float] | None:
+        return await feed.viz.time_range()
+
+    def _interval(self) -> tuple[float, float] | None:
+        """What this viewer is looking at now."""
+        if self.feed is None:
+            return None
+        if self.mode == "live":
+            iv = self.feed.interval()
+            return None if iv is None or math.isinf(iv[0]) else iv
+        assert self.t is not None
+        if self.mode == "at":
+            return self.t, self.t
+        return self.t - self.window, self.t
+
+    # -- views -----------------------------------------------------------------------------------------------
+    def _configure(self, view: Mapping[str, Any]) -> None:
+        if "filter" in view:
+            self.view = ClientView(matcher(view["filter"]))  # FilterError: the viewer's message is wrong
+            self.filter_text = view["filter"]
+        if "mode" in view:
+            self._leave()
+            self.mode = view["mode"]
+            self.t = view.get("t")
+        elif "t" in view:
+            self.t = view["t"]
+        if "speed" in view:
+            self.speed = view["speed"]
+        if "window" in view:
+            self.window = view["window"]
+        assert self.feed is not None
+        if self.mode == "live":
+            self.feed.subscribers.add(self)
+        self._send_current("subscribe")
+
+    def _leave(self) -> None:
+        if self.feed is not None:
+            self.feed.subscribers.discard(self)
+        if self._play is not None and self._play.running:
+            self._play.stop()
+        self._play = None
+
+    def _send_current(self, reason: str) -> None:
+        """A full graph of the current view (for live: under the feed's lock, so no change interleaves)."""
+        feed = self.feed
+        assert feed is not None
+        if self.mode == "live":
+            feed.lock.run(self._send_live_full, reason)
+            return
+        assert self.t is not None
+        t0 = self.t if self.mode == "at" else self.t - self.window
+        d = defer.Deferred.fromCoroutine(feed.viz.graph(t0, self.t))
+
+        def got(graph: Graph) -> None:
+            self.play_graph = graph
+            self._send_graph(graph, reason, t0, self.t)
+            if self.mode == "play" and self._play is None:
+                self._ticks = 0
+                loop = LoopingCall(self._play_step)
+                loop.clock = self.factory.clock
+                self._play = loop
+                loop.start(PLAY_TICK, now=False).addErrback(lambda f: self.log.failure("play", f))
+
+        d.addCallbacks(got, lambda f: self._view_failed(f))
+
+    def _view_failed(self, failure: Any) -> None:
+        self.log.failure("viz view for {viewer}", failure, viewer=getattr(self, "viewer", "?"))
+        self.send({"type": "error", "code": "view_failed", "reason": failure.getErrorMessage(), "fatal": False})
+
+    def _send_live_full(self, reason: str) -> None:
+        feed = self.feed
+        if feed is None or self.mode != "live" or not feed.ready:
+            return  # not ready: the feed's first recompute sends it
+        iv = feed.interval()
+        self._send_graph(feed.graph, reason, iv[0] if iv and not math.isinf(iv[0]) else None, feed.latest)
+
+    def _send_graph(self, graph: Graph, reason: str, t0: float | None, t1: float | None) -> None:
+        if self.paused:
+            self.stale = True
+            return
+        assert self.feed is not None
+        self.seq += 1
+        self.sent["graph"] += 1
+        self.send({"type": "graph", "seq": self.seq, "module": self.feed.slug, "mode": self.mode, "reason": reason,
+                   "t": t1 if self.mode == "live" else self.t, "t0": t0, "t1": t1, **self.view.full(graph)})
+
+    def _send_diff(self, diff: dict[str, Any], t: float | None) -> None:
+        if self.paused or self.stale:
+            self.stale = True  # collapse: the next full graph replaces every diff dropped meanwhile
+            self.sent["dropped_diffs"] += 1
+            return
+        self.seq += 1
+        self.sent["diff"] += 1
+        self.send({"type": "diff", "seq": self.seq, "t": t, **diff})
+
+    # LiveSubscriber
+    def live_full(self, feed: ModuleFeed, reason: str) -> None:
+        if feed is self.feed and self.mode == "live":
+            self.stale = False
+            self._send_live_full("periodic" if reason == "periodic" else reason)
+
+    def live_change(self, feed: ModuleFeed, change: Change, removed: list[Edge]) -> None:
+        mine = self.feed
+        if mine is None or feed is not mine or self.mode != "live":
+            return
+        if self.paused or self.stale:
+            self.stale = True
+            self.sent["dropped_diffs"] += 1
+            return
+        diff = self.view.change(mine.graph, change, removed)
+        if diff is not None:
+            self._send_diff(diff, mine.latest)
+
+    # play
+    def _play_step(self) -> Any:
+        if self._play_busy or self.feed is None or self.t is None:
+            return None
+        self._play_busy = True
+        self.t += self.speed * PLAY_TICK
+        self._ticks += 1
+        t = self.t
+        d = defer.Deferred.fromCoroutine(self.feed.viz.graph(t - self.window, t))
+
+        def got(graph: Graph) -> None:
+            self._play_busy = False
+            if self.mode != "play" or self.state is State.CLOSED:
+                return
+            old, self.play_graph = self.play_graph, graph
+            if self._ticks * PLAY_TICK >= self.factory.full_every:
+                self._ticks = 0
+                self._send_graph(graph, "periodic", t - self.window, t)
+                return
+            change = old.diff(graph)
+            change.pulses = [Pulse(e.id, "edge", "new", e.first) for e in change.edges if e.id not in old.edges]
+            removed = [old.edges[eid] for eid in change.removed_edges]
+            if self.paused or self.stale:
+                self.stale = True
+                return
+            diff = self.view.change(graph, change, removed)
+            if diff is not None:
+                self._send_diff(diff, t)
+
+        def failed(f: Any) -> None:
+            self._play_busy = False
+            self._view_failed(f)
+
+        d.addCallbacks(got, failed)
+        return None
+
+
+class VizFactory(Factory):
+    def __init__(self, feeds: dict[str, ModuleFeed], ids: dict[int, str], tokens: Tokens, clock: Any, *,
+                 server_name: str, full_every: float, modules_info: list[dict[str, Any]]) -> None:
+        self.feeds, self.ids, self.tokens, self.clock = feeds, ids, tokens, clock
+        self.server_name, self.full_every = server_name, full_every
+        self._modules_info = modules_info
+        self.sessions: set[VizSession] = set()
+        self.refusals = 0
+
+    def buildProtocol(self, addr: Any) -> VizSession:
+        return VizSession(self)
+
+    def module_list(self) -> list[dict[str, Any]]:
+        return self._modules_info
+
+    def feed_for(self, module: Any) -> ModuleFeed | None:
+        if isinstance(module, int) and not isinstance(module, bool):
+            module = self.ids.get(module)
+        return self.feeds.get(module) if isinstance(module, str) else None
