@@ -464,7 +464,8 @@ def build_parser(modules: ModuleSet) -> argparse.ArgumentParser:
     p.add_argument("--commands", action="store_true", help="read view commands from stdin (see below)")
     p.set_defaults(func=cmd_watch)
 
-    p = sub.add_parser("query", help="ask a server one question about a module's graph; prints one JSON document",
+    p = sub.add_parser("query", allow_abbrev=False,
+                       help="ask a server one question about a module's graph; prints one JSON document",
                        description="Ask the server one question about a module's stored graph and print the answer "
                                    "as one JSON document. " + times)
     _add_viewer_options(p)

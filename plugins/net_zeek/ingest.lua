@@ -6,10 +6,25 @@
 -- Rules: the same record from the same probe twice writes nothing and so notifies nothing (SET NX,
 -- HSETNX, SADD of a present member, and EXPIRE only on what was just created); from a second probe only
 -- its membership is added. Index, histogram and host entries are gathered per batch and written once.
+--
+-- Change feed (what viewers follow): a batch that changed what a graph shows appends ONE entry to the stream
+-- wd:net_zeek:feed, field 'c' = msgpack array {version, previous entry's id, probe, tag, fields..., tag, ...},
+-- flat (no table per change, nil written as false); wd:net_zeek:feedlast holds the latest entry's id, so the
+-- entries form a chain and a reader sees exactly when it lost some to trimming. Tags and their fields
+-- (plugins/net_zeek/query.py decodes them):
+--   'c' new conn          uid, ts, duration, orig, resp, resp_port, proto, service, bytes (orig + resp)
+--   'u' longer report     the same nine, then the bytes of the report it replaces
+--   'h' http response     uid, ts, status_code
+--   'n' dns name          ip, name, ts (names:{ip} changed)
+--   'w' notice or weird   path, ts, host, host (src/id.orig_h, dst/id.resp_h; false when absent)
+-- Entries older than FEED_KEEP_MS are trimmed (XADD MINID ~): the feed holds only what a viewer may not have
+-- read yet, so its size follows the recent ingest rate, not the frame size.
 
 local probe = ARGV[1]
 local ttl = tonumber(ARGV[3])
 local P = 'wd:net_zeek:'
+local FEED_VERSION = 1
+local FEED_KEEP_MS = 120000  -- a viewer lagging longer loses entries and sees it (the chain below)
 
 local ok, msgs = pcall(cmsgpack.unpack, ARGV[2])
 if not ok or type(msgs) ~= 'table' then
@@ -31,6 +46,42 @@ local hist = {}        -- chunk -> {conns, bytes}
 local names = {}       -- ip -> {name -> ts}
 local first, last = nil, nil
 local floor, format = math.floor, string.format
+local feed, nf = {FEED_VERSION, false, probe}, 3  -- the change feed entry, appended to in place
+
+local function str_or_false(v)
+  if type(v) == 'string' then return v end
+  return false
+end
+
+-- 'c'/'u' + the nine facts a viewer needs of a connection.
+local function feed_conn(tag, uid, rec, ts, duration, bytes)
+  local start, port = rec['ts'], rec['id.resp_p']
+  if type(start) ~= 'number' then start = ts end
+  if type(port) ~= 'number' then port = false end
+  feed[nf + 1] = tag; feed[nf + 2] = uid; feed[nf + 3] = start; feed[nf + 4] = duration
+  feed[nf + 5] = str_or_false(rec['id.orig_h']); feed[nf + 6] = str_or_false(rec['id.resp_h'])
+  feed[nf + 7] = port; feed[nf + 8] = str_or_false(rec['proto']); feed[nf + 9] = str_or_false(rec['service'])
+  feed[nf + 10] = bytes
+  nf = nf + 10
+end
+
+-- 'h' for an http response, 'w' for a notice or weird that names a host.
+local function feed_detail(path, uid, ts, rec)
+  if path == 'http' then
+    local status = rec['status_code']
+    if uid ~= nil and type(status) == 'number' then
+      feed[nf + 1] = 'h'; feed[nf + 2] = uid; feed[nf + 3] = ts or false; feed[nf + 4] = status
+      nf = nf + 4
+    end
+  else
+    local a = str_or_false(rec['src']) or str_or_false(rec['id.orig_h'])
+    local b = str_or_false(rec['dst']) or str_or_false(rec['id.resp_h'])
+    if a or b then
+      feed[nf + 1] = 'w'; feed[nf + 2] = path; feed[nf + 3] = ts or false; feed[nf + 4] = a; feed[nf + 5] = b
+      nf = nf + 5
+    end
+  end
+end
 
 local function queue_member(key, member)
   local list = zadds_nx[key]
@@ -145,6 +196,7 @@ for i = 1, #msgs do
         count_conn(ts, 1, bytes)
         see_time(ts)
         see_time(ts + duration)
+        feed_conn('c', uid, rec, ts, duration, bytes)
       else
         -- A long connection is reported again as it goes on (open_conn every hour, then conn.log when
         -- it ends): a later report that lasts longer replaces the record and moves its index entry.
@@ -158,6 +210,9 @@ for i = 1, #msgs do
           local old_bytes = (tonumber(old['orig_bytes']) or 0) + (tonumber(old['resp_bytes']) or 0)
           count_conn(ts, 0, bytes - old_bytes)
           see_time(ts + duration)
+          feed_conn('u', uid, rec, ts, duration, bytes)
+          feed[nf + 1] = old_bytes
+          nf = nf + 1
           new = new + 1
         elseif member == 0 then
           repeats = repeats + 1
@@ -166,11 +221,17 @@ for i = 1, #msgs do
     end
   else
     local created, member
+    local rec = nil  -- decoded only for the paths that need it
+    local feeds = path == 'http' or path == 'notice' or path == 'weird'
     if uid ~= nil then
       created, member = store_in(P .. 'uid:' .. uid, path, raw)
+      if path == 'dns' or (feeds and created == 1) then
+        local okr
+        okr, rec = pcall(cmsgpack.unpack, raw)
+        if not okr or type(rec) ~= 'table' then rec = {} end
+      end
       if path == 'dns' then
-        local okr, rec = pcall(cmsgpack.unpack, raw)
-        if okr and type(rec) == 'table' and type(rec['query']) == 'string' and type(rec['answers']) == 'table' then
+        if type(rec['query']) == 'string' and type(rec['answers']) == 'table' then
           for _, answer in ipairs(rec['answers']) do
             if is_ip(answer) then
               local n = names[answer]
@@ -182,7 +243,8 @@ for i = 1, #msgs do
         end
       end
     else
-      local okr, rec = pcall(cmsgpack.unpack, raw)
+      local okr
+      okr, rec = pcall(cmsgpack.unpack, raw)
       if not okr or type(rec) ~= 'table' then rec = {} end
       local links = rec['conn_uids']
       if path == 'x509' and (rec['fingerprint'] or rec['id']) then
@@ -198,6 +260,7 @@ for i = 1, #msgs do
     if created == 1 then
       new = new + 1
       if ts ~= nil then see_time(ts) end
+      if feeds then feed_detail(path, uid, ts, rec) end
     elseif created == 0 and member == 0 then
       repeats = repeats + 1
     end
@@ -227,7 +290,11 @@ end
 for ip, n in pairs(names) do
   local key = P .. 'names:' .. ip
   for name, ts in pairs(n) do
-    if redis.call('ZADD', key, 'GT', 'CH', ts, name) == 1 then expire[key] = true end
+    if redis.call('ZADD', key, 'GT', 'CH', ts, name) == 1 then
+      expire[key] = true
+      feed[nf + 1] = 'n'; feed[nf + 2] = ip; feed[nf + 3] = name; feed[nf + 4] = ts
+      nf = nf + 4
+    end
   end
 end
 for key in pairs(expire) do redis.call('EXPIRE', key, ttl) end
@@ -236,6 +303,13 @@ if first ~= nil then
   local have = redis.call('HMGET', span, 'first', 'last')
   if have[1] == false or first < tonumber(have[1]) then redis.call('HSET', span, 'first', format('%.6f', first)) end
   if have[2] == false or last > tonumber(have[2]) then redis.call('HSET', span, 'last', format('%.6f', last)) end
+end
+if nf > 3 then
+  local now = redis.call('TIME')
+  local keep_from = tonumber(now[1]) * 1000 + floor(tonumber(now[2]) / 1000) - FEED_KEEP_MS
+  feed[2] = redis.call('GET', P .. 'feedlast')
+  local id = redis.call('XADD', P .. 'feed', 'MINID', '~', keep_from, '*', 'c', cmsgpack.pack(feed))
+  redis.call('SET', P .. 'feedlast', id)
 end
 
 local out = {records, new, repeats, rejected}

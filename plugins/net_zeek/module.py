@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from wiredraw.core.hookspecs import hookimpl
 from wiredraw.core.module import Module, builtin_spec_path
 from wiredraw.plugins.net_zeek.keys import ZeekCollector, ZeekKeys
 from wiredraw.plugins.net_zeek.source import LogDirSource, ReplaySource, parse_time
+
+if TYPE_CHECKING:
+    from wiredraw.plugins.net_zeek.viz import NetZeekViz
 
 
 class NetZeekModule(ZeekKeys, ZeekCollector, Module):
@@ -53,6 +57,13 @@ class NetZeekModule(ZeekKeys, ZeekCollector, Module):
             if not f.is_file():
                 raise ValueError(f"net_zeek: --replay {f}: no such file")
         return ReplaySource(list(replay), speed=1.0 if speed is None else speed, fast=fast)
+
+    def make_viz(self, store: Any, options: Mapping[str, Any]) -> NetZeekViz:
+        """Hosts and the connections between them; ``options``: the ``[net_zeek]`` table of the server's viz
+        config (``local_networks``, ``groups``, ``tags_file``; see viz.sample.toml). A bad option: ValueError."""
+        from wiredraw.plugins.net_zeek.viz import NetZeekViz  # server side only: probes never import it
+
+        return NetZeekViz(store, options)
 
 
 @hookimpl

@@ -1,18 +1,25 @@
-"""Reading net_zeek's keys back: connections active at t or in [t0, t1], through the interval index.
+"""Reading net_zeek's keys back: connections active at t or in [t0, t1], through the interval index, and the
+change feed that ingest.lua appends to.
 
-Synchronous (redis-py) for tools and tests; the viz translation (a later issue) issues the same
-commands from the server's Twisted client. The cost of a point query is 2 buckets per index level,
-whatever the length of the connections (spec/modules/net_zeek.toml, key ``ix``).
+Command builders and reply parsers are shared: the synchronous helpers here (redis-py, for tools and tests) and
+the viz translation (:mod:`wiredraw.plugins.net_zeek.viz`, the server's Twisted client) issue the same commands.
+The cost of a point query is 2 buckets per index level, whatever the length of the connections
+(spec/modules/net_zeek.toml, key ``ix``).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
+import msgpack
 from wiredraw.plugins.net_zeek.keys import index_buckets
 
 PREFIX = "wd:net_zeek:"
+FEED_KEY = PREFIX + "feed"
+FEED_LAST_KEY = PREFIX + "feedlast"
+FEED_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -53,14 +60,12 @@ def active_from_replies(replies: list[Any], t0: float, t1: float) -> tuple[list[
 
 def conn_probes(client: Any, uid: str, ts: float) -> set[str]:
     """The probes that reported connection ``uid`` (``ts``: its start, which names the hour's set)."""
-    members = client.zrangebylex(f"{PREFIX}connprobes:{int(ts // 3600)}", f"[{uid}|", f"[{uid}|\xff")
-    return {m.decode().split("|", 1)[1] for m in members}
+    return set(probes_from_reply(client.execute_command(*conn_probes_command(uid, ts))))
 
 
 def host_probes(client: Any, ip: str) -> set[str]:
     """The probes that saw host ``ip``."""
-    members = client.zrangebylex(f"{PREFIX}hostprobes", f"[{ip}|", f"[{ip}|\xff")
-    return {m.decode().split("|", 1)[1] for m in members}
+    return set(probes_from_reply(client.execute_command(*host_probes_command(ip))))
 
 
 def active(client: Any, t0: float, t1: float | None = None) -> tuple[list[ActiveConn], int]:
@@ -70,3 +75,239 @@ def active(client: Any, t0: float, t1: float | None = None) -> tuple[list[Active
     for command in active_commands(t0, t1):
         pipe.execute_command(*command)
     return active_from_replies(pipe.execute(), t0, t1)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Connection facts: what a graph needs of one connection, the same from a stored record and from the feed
+
+
+class ConnFacts(NamedTuple):
+    uid: str
+    start: float
+    duration: float  # as reported (a longer report of the same uid replaces a shorter one)
+    orig: str
+    resp: str
+    port: int | None  # the responder's port
+    proto: str | None
+    service: str | None
+    bytes: int | float  # orig_bytes + resp_bytes (unset counts 0)
+
+    @property
+    def end(self) -> float:
+        return self.start + max(self.duration, 0.0)
+
+    @property
+    def index_end(self) -> float:
+        """The end as the interval index holds it (ingest.lua writes '%.6f'): what selects the connection."""
+        return float(f"{self.end:.6f}")
+
+
+def lua_number(v: Any) -> int | float:
+    """Lua's ``tonumber(v) or 0`` as ingest.lua applies it (cmsgpack gives Lua ints and floats alike)."""
+    kind = type(v)
+    if kind is int or kind is float:
+        return v
+    if v is None or kind is bool:
+        return 0
+    if isinstance(v, (str, bytes)):
+        try:
+            f = float(v)
+        except ValueError:
+            return 0
+        return f if math.isfinite(f) else 0
+    return 0
+
+
+def _integral(v: int | float) -> int | float:
+    return int(v) if isinstance(v, float) and v.is_integer() else v
+
+
+def make_conn_facts(
+    uid: str, start: Any, duration: Any, orig: Any, resp: Any, port: Any, proto: Any, service: Any, nbytes: Any
+) -> ConnFacts | None:
+    """One rule for both paths (stored record, feed change); None when the connection has no two addresses."""
+    if not isinstance(orig, str) or not isinstance(resp, str) or not orig or not resp:
+        return None
+    if isinstance(start, bool) or not isinstance(start, (int, float)):
+        return None
+    return ConnFacts(
+        uid,
+        float(start),
+        float(lua_number(duration)),
+        orig,
+        resp,
+        port if type(port) is int else None,
+        proto if isinstance(proto, str) and proto else None,
+        service if isinstance(service, str) and service else None,
+        _integral(lua_number(nbytes)),
+    )
+
+
+def conn_facts(uid: str, rec: dict[str, Any], index_start: float) -> ConnFacts | None:
+    """Facts of a stored conn record (``conn:{uid}``), as ingest.lua reads them for the feed."""
+    start = rec.get("ts")
+    if isinstance(start, bool) or not isinstance(start, (int, float)):
+        start = index_start
+    return make_conn_facts(
+        uid,
+        start,
+        rec.get("duration"),
+        rec.get("id.orig_h"),
+        rec.get("id.resp_h"),
+        rec.get("id.resp_p"),
+        rec.get("proto"),
+        rec.get("service"),
+        lua_number(rec.get("orig_bytes")) + lua_number(rec.get("resp_bytes")),
+    )
+
+
+def unpack_record(raw: bytes) -> Any:
+    """A stored record (msgpack, strings possibly not UTF-8 as Zeek saw them)."""
+    return msgpack.unpackb(raw, raw=False, unicode_errors="surrogateescape", strict_map_key=False)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The change feed (ingest.lua, "Change feed"): one stream entry per batch that changed what a graph shows
+
+
+class LongerConn(NamedTuple):
+    facts: ConnFacts
+    replaced_bytes: int | float
+
+
+class HttpReply(NamedTuple):
+    uid: str
+    t: float | None
+    status: int
+
+
+class DnsName(NamedTuple):
+    ip: str
+    name: str
+    t: float
+
+
+class HostAlert(NamedTuple):
+    path: str  # notice or weird
+    t: float | None
+    hosts: tuple[str, ...]
+
+
+FeedChange = ConnFacts | LongerConn | HttpReply | DnsName | HostAlert  # a ConnFacts: a new connection
+
+_ARITY = {"c": 9, "u": 10, "h": 3, "n": 3, "w": 4}
+_new_facts = tuple.__new__
+
+
+class FeedError(ValueError):
+    """A feed entry this reader cannot read (another version, or damaged)."""
+
+
+def _opt_float(v: Any) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+class FeedEntry(NamedTuple):
+    prev: str | None  # the id of the entry before this one (None: the first ever)
+    probe: str
+    changes: list[FeedChange]
+
+
+def decode_feed(payload: bytes) -> FeedEntry:
+    """One feed entry's ``c`` field. Changes that lack what they need (a conn without two addresses) are left
+    out; an entry this reader does not understand raises :class:`FeedError`."""
+    try:
+        flat = unpack_record(payload)
+    except (ValueError, msgpack.UnpackException) as exc:
+        raise FeedError(f"feed entry is not msgpack: {exc}") from exc
+    if not isinstance(flat, list) or len(flat) < 3 or flat[0] != FEED_VERSION:
+        raise FeedError(f"feed entry of another version: {flat[0] if isinstance(flat, list) and flat else flat!r}")
+    prev = flat[1] if isinstance(flat[1], str) else None
+    probe = str(flat[2])
+    out: list[FeedChange] = []
+    i, n = 3, len(flat)
+    while i < n:
+        tag = flat[i]
+        arity = _ARITY.get(tag) if isinstance(tag, str) else None
+        if arity is None:
+            raise FeedError(f"feed entry: unknown change tag {tag!r} at {i}")
+        f = flat[i + 1 : i + 1 + arity]
+        if len(f) < arity:
+            raise FeedError(f"feed entry: short change {tag!r} at {i}")
+        i += 1 + arity
+        if tag == "c" or tag == "u":
+            # the hot path (one per connection): ingest.lua wrote numbers where numbers go, false for unset
+            uid, start, duration, orig, resp, port, proto, service, nbytes = f[:9]
+            if type(uid) is str and type(orig) is str and type(resp) is str and orig and resp and start is not None:
+                port = port if type(port) is int else None
+                fields = (uid, float(start), float(duration), orig, resp, port, proto or None, service or None, nbytes)
+                facts = _new_facts(ConnFacts, fields)
+                out.append(facts if tag == "c" else LongerConn(facts, _integral(lua_number(f[9]))))
+        elif tag == "h":
+            if isinstance(f[0], str) and isinstance(f[2], int):
+                out.append(HttpReply(f[0], _opt_float(f[1]), f[2]))
+        elif tag == "n":
+            if isinstance(f[0], str) and isinstance(f[1], str):
+                out.append(DnsName(f[0], f[1], _opt_float(f[2]) or 0.0))
+        else:
+            hosts = tuple(h for h in f[2:4] if isinstance(h, str) and h)
+            if hosts:
+                out.append(HostAlert(str(f[0]), _opt_float(f[1]), hosts))
+    return FeedEntry(prev, probe, out)
+
+
+def feed_read_command(cursor: str | None, count: int, end: str = "+") -> tuple[Any, ...]:
+    """Entries after ``cursor`` (exclusive; None: from the first) up to ``end`` (inclusive), at most ``count``."""
+    return ("XRANGE", FEED_KEY, "-" if cursor is None else f"({cursor}", end, "COUNT", count)
+
+
+def feed_last_command() -> tuple[Any, ...]:
+    """The id of the feed's latest entry (nil: none yet), without reading the entry."""
+    return ("GET", FEED_LAST_KEY)
+
+
+def conn_command(uid: str) -> tuple[Any, ...]:
+    return ("GET", f"{PREFIX}conn:{uid}")
+
+
+def name_command(ip: str, count: int = 1) -> tuple[Any, ...]:
+    """The host's DNS names, most recent first (ties: the greater name first, as ZREVRANGE orders them)."""
+    return ("ZREVRANGE", f"{PREFIX}names:{ip}", 0, count - 1, "WITHSCORES")
+
+
+def name_pairs(reply: Any) -> list[tuple[float, str]]:
+    """(score, name) pairs of a ZREVRANGE ... WITHSCORES reply (flat list, as hiredis gives it)."""
+    if not isinstance(reply, list):
+        return []
+    out = []
+    for i in range(0, len(reply) - 1, 2):
+        name, score = reply[i], reply[i + 1]
+        out.append((float(score), name.decode("utf-8", "surrogateescape") if isinstance(name, bytes) else str(name)))
+    return out
+
+
+def span_command() -> tuple[Any, ...]:
+    return ("HMGET", f"{PREFIX}span", "first", "last")
+
+
+def span_from_reply(reply: Any) -> tuple[float, float] | None:
+    if not isinstance(reply, list) or len(reply) != 2 or reply[0] is None or reply[1] is None:
+        return None
+    return float(reply[0]), float(reply[1])
+
+
+def host_probes_command(ip: str) -> tuple[Any, ...]:
+    """The probes that saw host ``ip`` (members ``<ip>|<probe>`` of ``hostprobes``)."""
+    return ("ZRANGEBYLEX", f"{PREFIX}hostprobes", f"[{ip}|", f"[{ip}|".encode() + b"\xff")
+
+
+def conn_probes_command(uid: str, ts: float) -> tuple[Any, ...]:
+    """The probes that reported connection ``uid`` (``ts``: its start, which names the hour's set)."""
+    return ("ZRANGEBYLEX", f"{PREFIX}connprobes:{int(ts // 3600)}", f"[{uid}|", f"[{uid}|".encode() + b"\xff")
+
+
+def probes_from_reply(reply: Any) -> list[str]:
+    """Sorted probe ids of a ``<ip or uid>|<probe>`` ZRANGEBYLEX reply."""
+    if not isinstance(reply, list):
+        return []
+    return sorted({(m.decode("utf-8", "replace") if isinstance(m, bytes) else str(m)).split("|", 1)[1] for m in reply})
