@@ -2,9 +2,11 @@
 
 :class:`ModuleFeed` keeps one module's live graph: keyspace events are batched (a few ms) and handed to the
 module's translation one batch at a time; the resulting :class:`Change` is applied to the graph and fanned out
-to every live subscriber. Every ``full_every`` seconds, at start and after the keyspace subscription was cut,
-the graph is recomputed from Redis and every subscriber gets it whole: that is how lost notifications are
-recovered. Every operation on a feed runs under one lock, in order.
+to every live subscriber. Every ``full_every`` seconds every subscriber gets the graph whole (elements that fell
+out of the live window pruned first); at start, after the keyspace subscription was cut, after a failed
+translation, and every ``RECOMPUTE_EVERY``-th period it is recomputed from Redis first: that is how lost
+notifications are recovered (a recompute of a busy window costs seconds, so not every period). Every operation
+on a feed runs under one lock, in order.
 
 :class:`ClientView` is one viewer's filter over a graph: the elements it shows, so that a change becomes the
 right upserts and removals for that viewer (an edge shows when it passes the filter; a node when it passes or
@@ -27,6 +29,7 @@ Matcher = Callable[[Mapping[str, Any]], bool]
 
 EVENT_BATCH_DELAY = 0.005  # seconds: events arriving within this are translated together
 EVENT_BATCH_MAX = 500
+RECOMPUTE_EVERY = 10  # every 10th periodic full graph is recomputed from Redis; the others resend the live one
 
 
 class ClientView:
@@ -138,10 +141,11 @@ class ModuleFeed:
         self._flush_call: Any = None
         self._loop: LoopingCall | None = None
         self.counters: Counter[str] = Counter()
+        self._periods = 0
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def start(self) -> None:
-        loop = LoopingCall(self.refresh, "periodic")
+        loop = LoopingCall(self.periodic)
         loop.clock = self.clock
         self._loop = loop
         loop.start(self.full_every, now=False).addErrback(lambda f: self.log.failure("periodic graph", f))
@@ -196,6 +200,27 @@ class ModuleFeed:
             sub.live_change(self, change, removed)
 
     # -- full graph ------------------------------------------------------------------------------------------
+    def periodic(self) -> defer.Deferred[Any]:
+        self._periods += 1
+        if not self.ready or self._periods % RECOMPUTE_EVERY == 0:
+            return self.refresh("periodic")
+        return self.lock.run(self._resend)
+
+    def _resend(self) -> None:
+        """The live graph to every subscriber, after dropping what left the live window."""
+        iv = self.interval()
+        if iv is not None and self.window > 0:
+            t0 = iv[0]
+            gone_edges = [e.id for e in self.graph.edges.values() if e.last is not None and e.last < t0]
+            self.graph.apply(Change(removed_edges=gone_edges))
+            linked = {n for e in self.graph.edges.values() for n in (e.src, e.dst)}
+            gone_nodes = [n.id for n in self.graph.nodes.values()
+                          if n.id not in linked and n.last is not None and n.last < t0]
+            self.graph.apply(Change(removed_nodes=gone_nodes))
+            self.counters["pruned"] += len(gone_edges) + len(gone_nodes)
+        for sub in list(self.subscribers):
+            sub.live_full(self, "periodic")
+
     def refresh(self, reason: str) -> defer.Deferred[Any]:
         return self.lock.run(self._refresh, reason)
 

@@ -15,7 +15,7 @@ from twisted.internet.testing import StringTransport
 from wiredraw.core import vizproto
 from wiredraw.core.credentials import Tokens
 from wiredraw.core.graph import Change, Edge, Graph, ModuleViz, Node, Pulse
-from wiredraw.core.live import ClientView, ModuleFeed
+from wiredraw.core.live import RECOMPUTE_EVERY, ClientView, ModuleFeed
 from wiredraw.core.viz_client import GraphMirror
 from wiredraw.core.viz_server import HELLO_TIMEOUT, PLAY_TICK, State, VizFactory, matcher
 
@@ -300,12 +300,30 @@ def test_periodic_full_graph_repairs_a_viewer_and_counts_in_seq(env):
     env.feed.refresh("periodic")
     v = subscribed(env)
     v.received()
-    # stored without an event (a lost notification): the periodic full graph brings it
+    # stored without an event (a lost notification): a periodic full graph resends the live graph, and every
+    # RECOMPUTE_EVERY-th one is recomputed from storage, which brings it
     env.viz.store.apply(Change(nodes=[node("z")]))
+    for i in range(1, RECOMPUTE_EVERY + 1):
+        env.clock.advance(30.0)
+        (g,) = v.received()
+        assert g["type"] == "graph" and g["reason"] == "periodic" and g["seq"] == 1 + i
+        assert ("z" in v.mirror.graph.nodes) == (i == RECOMPUTE_EVERY)
+
+
+def test_periodic_full_graph_prunes_what_left_the_live_window(env):
+    env.feed.window = 100.0
+    env.viz.add(node("old", 0, 10), node("mid", 0, 10), edge("old", "mid", 0, 10))
+    env.feed.refresh("periodic")
+    v = subscribed(env)
+    v.received()
+    env.viz.add(node("new", 400, 500), node("mid", 0, 500), edge("new", "mid", 400, 500))  # time moves on
+    events(env)
+    v.received()
+    assert set(v.mirror.graph.nodes) == {"old", "new", "mid"}
     env.clock.advance(30.0)
     (g,) = v.received()
-    assert g["type"] == "graph" and g["reason"] == "periodic" and g["seq"] == 2
-    assert "z" in v.mirror.graph.nodes
+    assert g["reason"] == "periodic"
+    assert set(v.mirror.graph.nodes) == {"new", "mid"} and list(v.mirror.graph.edges) == ["new>mid"]
 
 
 def test_lost_subscription_recomputes_and_tells_the_module(env):
