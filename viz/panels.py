@@ -1,0 +1,389 @@
+"""The viewer's 2D panels (DirectGUI in aspect2d): login, details, timeline with histogram, filters and search.
+
+Each panel is a small class that owns its widgets under a parent NodePath and talks to the app only through the
+callbacks it is given: no panel knows the backend, the scene or ShowBase's injected builtins (STYLE.md).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from direct.gui import DirectGuiGlobals as DGG  # type: ignore[import-untyped]
+from direct.gui.DirectGui import (  # type: ignore[import-untyped]
+    DirectButton,
+    DirectCheckButton,
+    DirectEntry,
+    DirectFrame,
+    DirectScrolledFrame,
+    DirectSlider,
+)
+from direct.gui.OnscreenText import OnscreenText  # type: ignore[import-untyped]
+from panda3d.core import (  # type: ignore[import-untyped]
+    Geom,
+    GeomNode,
+    GeomTriangles,
+    GeomVertexData,
+    GeomVertexFormat,
+    GeomVertexWriter,
+    NodePath,
+    TextNode,
+)
+
+PANEL = (0.08, 0.09, 0.12, 0.92)
+TEXT = (0.9, 0.92, 0.95, 1)
+DIM = (0.6, 0.64, 0.7, 1)
+ERROR = (1.0, 0.45, 0.4, 1)
+BUTTON = (0.2, 0.24, 0.3, 1)
+
+
+def _button(parent: NodePath, text: str, command: Callable[[], None], pos: tuple[float, float], *,
+            scale: float = 0.045, width: float | None = None) -> Any:
+    b = DirectButton(parent=parent, text=text, command=command, scale=scale, pos=(pos[0], 0, pos[1]),
+                     frameColor=BUTTON, text_fg=TEXT, relief=DGG.FLAT, pad=(0.4, 0.25))
+    if width is not None:
+        b["frameSize"] = (-width / 2 / scale, width / 2 / scale, -0.5, 1.0)
+    return b
+
+
+def fmt_time(t: float | None) -> str:
+    if t is None or not math.isfinite(t):
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) + "Z"
+
+
+# -- login ------------------------------------------------------------------------------------------------------
+
+
+class ViewerSettings:
+    """Server, token and module remembered between runs (the token in a 0600 file, never in a log)."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+        self.path = path or Path(base) / "wiredraw" / "viewer.json"
+
+    def load(self) -> dict[str, str]:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return {k: v for k, v in data.items() if isinstance(v, str)} if isinstance(data, dict) else {}
+
+    def save(self, server: str, token: str, module: str) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"server": server, "token": token, "module": module}, f)
+        os.replace(tmp, self.path)
+
+
+class LoginPanel:
+    """Server address, viewer token, then the module picked from what the server offers. Errors in words."""
+
+    def __init__(self, parent: NodePath, on_connect: Callable[[str, str], None],
+                 on_module: Callable[[str], None], *, server: str = "127.0.0.1:4431", token: str = "") -> None:
+        self.on_connect, self.on_module = on_connect, on_module
+        self.root = DirectFrame(parent=parent, frameColor=PANEL, frameSize=(-0.75, 0.75, -0.5, 0.5))
+        OnscreenText(parent=self.root, text="wiredraw", pos=(0, 0.36), scale=0.08, fg=TEXT)
+        OnscreenText(parent=self.root, text="server", pos=(-0.68, 0.2), scale=0.045, fg=DIM, align=TextNode.ALeft)
+        self.server = DirectEntry(parent=self.root, initialText=server, scale=0.045, width=20, pos=(-0.45, 0, 0.2),
+                                  numLines=1, frameColor=BUTTON, text_fg=TEXT, command=lambda _t: self.connect())
+        OnscreenText(parent=self.root, text="token", pos=(-0.68, 0.08), scale=0.045, fg=DIM, align=TextNode.ALeft)
+        self.token = DirectEntry(parent=self.root, initialText=token, scale=0.045, width=20, pos=(-0.45, 0, 0.08),
+                                 numLines=1, obscured=1, frameColor=BUTTON, text_fg=TEXT,
+                                 command=lambda _t: self.connect())
+        self.connect_button = _button(self.root, "Connect", self.connect, (0.0, -0.06))
+        self.message = OnscreenText(parent=self.root, text="", pos=(0, -0.17), scale=0.04, fg=DIM, wordwrap=30,
+                                    mayChange=True)
+        self.modules_root = self.root.attachNewNode("modules")
+        self.module_buttons: dict[str, Any] = {}
+
+    def connect(self) -> None:
+        server, token = self.server.get().strip(), self.token.get().strip()
+        if not server or not token:
+            self.show_error("Enter the server's viz address (host:port) and a viewer token.")
+            return
+        self.show_status(f"connecting to {server} ...")
+        self.on_connect(server, token)
+
+    def show_status(self, text: str) -> None:
+        self.message.setText(text)
+        self.message.setFg(DIM)
+
+    def show_error(self, text: str) -> None:
+        self.message.setText(text)
+        self.message.setFg(ERROR)
+
+    def show_modules(self, modules: Sequence[dict[str, Any]]) -> None:
+        """Buttons for the modules the server offers (picking one calls ``on_module``)."""
+        self.modules_root.getChildren().detach()
+        self.module_buttons.clear()
+        if not modules:
+            self.show_error("The server offers no module with a view.")
+            return
+        self.show_status("Pick a module:")
+        for i, m in enumerate(modules):
+            slug = str(m.get("slug"))
+            self.module_buttons[slug] = _button(self.modules_root, slug, lambda s=slug: self.on_module(s),
+                                                (-0.45 + 0.45 * (i % 3), -0.3 - 0.1 * (i // 3)))
+
+    def hide(self) -> None:
+        self.root.hide()
+
+    def show(self) -> None:
+        self.root.show()
+
+
+# -- details ----------------------------------------------------------------------------------------------------
+
+
+class DetailsPanel:
+    """A node's or edge's details: the module's sections tiled one after another, scrollable."""
+
+    WIDTH = 0.9
+    HEIGHT = 1.5
+    LINE = 0.045
+
+    def __init__(self, parent: NodePath, on_close: Callable[[], None] | None = None) -> None:
+        self.root = DirectScrolledFrame(parent=parent, frameColor=PANEL, frameSize=(0, self.WIDTH, -self.HEIGHT, 0),
+                                        canvasSize=(0, self.WIDTH - 0.05, -self.HEIGHT, 0), scrollBarWidth=0.04,
+                                        verticalScroll_frameColor=BUTTON, horizontalScroll_relief=None)
+        self.canvas = self.root.getCanvas()
+        self.title = ""
+        self.section_titles: list[str] = []
+        self.lines: list[str] = []
+        self._close = _button(self.root, "x", on_close or self.hide, (self.WIDTH - 0.08, -0.05), scale=0.04)
+        self.root.hide()
+
+    def show_details(self, details: dict[str, Any] | None, element_id: str = "") -> None:
+        self.canvas.getChildren().detach()
+        self.section_titles = []
+        self.lines = []
+        self._y = -0.08
+        self._heights: list[float] = []
+        if details is None:
+            self.title = f"{element_id}: nothing stored for this element in the time shown"
+            self._add(self.title, 0.05, TEXT)
+        else:
+            self.title = str(details.get("title", element_id))
+            self._add(self.title, 0.05, TEXT)
+            for section in details.get("sections", []):
+                self.section_titles.append(str(section.get("title", "")))
+                self._add(str(section.get("title", "")), 0.045, (0.55, 0.8, 1.0, 1))
+                if section.get("kind") == "record":
+                    rows = list((section.get("record") or {}).items())
+                else:
+                    rows = [tuple(r) for r in section.get("rows", []) if len(r) == 2]
+                for k, v in rows:
+                    self._add(f"{k}: {_short(v)}", 0.036, DIM)
+        height = max(self.HEIGHT, sum(self._heights) + 0.1)
+        self.root["canvasSize"] = (0, self.WIDTH - 0.05, -height, 0)
+        self.root.show()
+
+    def _add(self, text: str, scale: float, color: tuple[float, ...]) -> None:
+        node = TextNode("details-line")
+        node.setText(text)
+        node.setWordwrap((self.WIDTH - 0.1) / scale)
+        node.setTextColor(*color)
+        np = self.canvas.attachNewNode(node)
+        np.setScale(scale)
+        np.setPos(0.03, 0, self._y)
+        h = (node.getHeight() or 1.0) * scale + scale * 0.4
+        self._y -= h
+        self._heights.append(h)
+        self.lines.append(text)
+
+    def hide(self) -> None:
+        self.root.hide()
+
+
+def _short(v: Any, limit: int = 200) -> str:
+    s = v if isinstance(v, str) else json.dumps(v, default=str)
+    return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+# -- timeline ---------------------------------------------------------------------------------------------------
+
+
+class Timeline:
+    """Bottom bar: rewind, play, pause, fast-forward, live; a scrubber over the stored range with the module's
+    histogram drawn across it; the present time. Callbacks: ``on_scrub(t)``, ``on_play(speed)``, ``on_pause()``,
+    ``on_live()``."""
+
+    SPEEDS = (1.0, 10.0, 60.0, 600.0, 3600.0)
+
+    def __init__(self, parent: NodePath, *, on_scrub: Callable[[float], None], on_play: Callable[[float], None],
+                 on_pause: Callable[[], None], on_live: Callable[[], None], width: float = 2.6) -> None:
+        self.on_scrub, self.on_play, self.on_pause, self.on_live = on_scrub, on_play, on_pause, on_live
+        self.width = width
+        self.range: tuple[float, float] | None = None
+        self.present: float | None = None
+        self.speed = 1.0
+        self.mode = "live"
+        self.bars: list[float] = []
+        self._setting = False
+        self.root = DirectFrame(parent=parent, frameColor=PANEL, frameSize=(-width / 2, width / 2, 0, 0.24))
+        self.hist_np = self.root.attachNewNode("histogram")
+        self.slider = DirectSlider(parent=self.root, range=(0, 1), value=1, pageSize=0.01,
+                                   scale=(width / 2 - 0.05, 1, 0.3), pos=(0, 0, 0.09),
+                                   frameColor=(0, 0, 0, 0), thumb_frameColor=(0.9, 0.75, 0.3, 1),
+                                   thumb_relief=DGG.FLAT, command=self._slid)
+        x = -width / 2 + 0.12
+        self.buttons = {}
+        for name, label, fn in (("rewind", "<<", self.rewind), ("play", ">", self.play), ("pause", "||", self.pause),
+                                ("ffwd", ">>", self.fast_forward), ("live", "live", self.live)):
+            self.buttons[name] = _button(self.root, label, fn, (x, 0.025), scale=0.04)
+            x += 0.14
+        self.label = OnscreenText(parent=self.root, text="live", pos=(width / 2 - 0.05, 0.015), scale=0.04, fg=TEXT,
+                                  align=TextNode.ARight, mayChange=True)
+
+    # state from the app
+    def set_range(self, first: float, last: float) -> None:
+        self.range = (first, max(last, first + 1e-6))
+
+    def set_histogram(self, bins: Sequence[dict[str, Any]], key: str = "conns") -> None:
+        """Bars across the scrubber, heights scaled to the largest bin."""
+        self.bars = [float(b.get(key, 0) or 0) for b in bins]
+        self.hist_np.getChildren().detach()
+        if not self.bars:
+            return
+        top = max(self.bars) or 1.0
+        n = len(self.bars)
+        x0, x1, base, height = -self.width / 2 + 0.05, self.width / 2 - 0.05, 0.06, 0.16
+        vdata = GeomVertexData("hist", GeomVertexFormat.getV3c4(), Geom.UHStatic)
+        vw, cw = GeomVertexWriter(vdata, "vertex"), GeomVertexWriter(vdata, "color")
+        tris = GeomTriangles(Geom.UHStatic)
+        w = (x1 - x0) / n
+        for i, v in enumerate(self.bars):
+            h = height * v / top
+            if h <= 0:
+                continue
+            left, right = x0 + i * w, x0 + (i + 1) * w - w * 0.15
+            start = vw.getWriteRow()
+            for x, z in ((left, base), (right, base), (right, base + h), (left, base + h)):
+                vw.addData3(x, 0, z)
+                cw.addData4(0.35, 0.55, 0.85, 0.8)
+            tris.addVertices(start, start + 1, start + 2)
+            tris.addVertices(start, start + 2, start + 3)
+        geom = Geom(vdata)
+        geom.addPrimitive(tris)
+        node = GeomNode("histogram-bars")
+        node.addGeom(geom)
+        self.hist_np.attachNewNode(node)
+
+    def set_present(self, t: float | None, mode: str) -> None:
+        self.present, self.mode = t, mode
+        state = {"live": "live", "at": "paused", "play": f"playing x{self.speed:g}"}.get(mode, mode)
+        self.label.setText(f"{fmt_time(t)}  {state}")
+        if t is not None and self.range is not None:
+            first, last = self.range
+            self._setting = True
+            self.slider["value"] = min(1.0, max(0.0, (t - first) / (last - first)))
+            self._setting = False
+
+    def time_at(self, fraction: float) -> float | None:
+        if self.range is None:
+            return None
+        first, last = self.range
+        return first + (last - first) * min(1.0, max(0.0, fraction))
+
+    # user actions
+    def _slid(self) -> None:
+        if self._setting:
+            return
+        t = self.time_at(float(self.slider["value"]))
+        if t is not None:
+            self.on_scrub(t)
+
+    def play(self) -> None:
+        self.on_play(self.speed)
+
+    def pause(self) -> None:
+        self.on_pause()
+
+    def fast_forward(self) -> None:
+        i = self.SPEEDS.index(self.speed) if self.speed in self.SPEEDS else 0
+        self.speed = self.SPEEDS[min(i + 1, len(self.SPEEDS) - 1)]
+        self.on_play(self.speed)
+
+    def rewind(self) -> None:
+        """Back by a tenth of the range (or a minute), paused there."""
+        if self.present is None or self.range is None:
+            return
+        step = max(60.0, (self.range[1] - self.range[0]) / 10)
+        self.on_scrub(max(self.range[0], self.present - step))
+
+    def live(self) -> None:
+        self.speed = 1.0
+        self.on_live()
+
+
+# -- filters and search -----------------------------------------------------------------------------------------
+
+
+class FilterPanel:
+    """Checkboxes for the categories present (unchecked = suppressed, as Traffic Map does), a free filter
+    expression, grouping on/off and a search box. ``on_filter(text)`` gets the combined filter expression."""
+
+    def __init__(self, parent: NodePath, *, on_filter: Callable[[str], None], on_grouping: Callable[[bool], None],
+                 on_search: Callable[[str], None]) -> None:
+        self.on_filter, self.on_grouping, self.on_search = on_filter, on_grouping, on_search
+        self.root = DirectFrame(parent=parent, frameColor=PANEL, frameSize=(0, 0.8, -0.9, 0))
+        OnscreenText(parent=self.root, text="search", pos=(0.03, -0.06), scale=0.04, fg=DIM, align=TextNode.ALeft)
+        self.search = DirectEntry(parent=self.root, scale=0.04, width=15, pos=(0.03, 0, -0.12), numLines=1,
+                                  frameColor=BUTTON, text_fg=TEXT, command=lambda t: self.on_search(t.strip()))
+        OnscreenText(parent=self.root, text="filter", pos=(0.03, -0.2), scale=0.04, fg=DIM, align=TextNode.ALeft)
+        self.expression = DirectEntry(parent=self.root, scale=0.04, width=15, pos=(0.03, 0, -0.26), numLines=1,
+                                      frameColor=BUTTON, text_fg=TEXT, command=lambda _t: self.apply())
+        self.grouping = DirectCheckButton(parent=self.root, text="grouping", scale=0.04, pos=(0.2, 0, -0.34),
+                                          indicatorValue=1, text_fg=TEXT, frameColor=(0, 0, 0, 0),
+                                          command=lambda status: self.on_grouping(bool(status)))
+        self.error = OnscreenText(parent=self.root, text="", pos=(0.03, -0.42), scale=0.035, fg=ERROR,
+                                  align=TextNode.ALeft, wordwrap=20, mayChange=True)
+        self.boxes_root = self.root.attachNewNode("categories")
+        self.boxes: dict[str, Any] = {}
+        self.suppressed: set[str] = set()
+
+    def set_categories(self, categories: Sequence[str]) -> None:
+        """One checkbox per category present; existing choices are kept."""
+        wanted = sorted(set(categories))
+        if wanted == sorted(self.boxes):
+            return
+        self.boxes_root.getChildren().detach()
+        self.boxes.clear()
+        for i, cat in enumerate(wanted):
+            box = DirectCheckButton(parent=self.boxes_root, text=cat or "(none)", scale=0.035,
+                                    pos=(0.2 + 0.38 * (i % 2), 0, -0.5 - 0.06 * (i // 2)), text_fg=TEXT,
+                                    indicatorValue=0 if cat in self.suppressed else 1, frameColor=(0, 0, 0, 0),
+                                    command=lambda status, c=cat: self._toggle(c, bool(status)))
+            self.boxes[cat] = box
+
+    def _toggle(self, category: str, shown: bool) -> None:
+        if shown:
+            self.suppressed.discard(category)
+        else:
+            self.suppressed.add(category)
+        self.apply()
+
+    def combined(self) -> str:
+        parts = []
+        if self.suppressed:
+            items = ", ".join(json.dumps(c) for c in sorted(self.suppressed))
+            parts.append(f"category not in [{items}]")
+        free = self.expression.get().strip()
+        if free:
+            parts.append(f"({free})")
+        return " and ".join(parts)
+
+    def apply(self) -> None:
+        self.error.setText("")
+        self.on_filter(self.combined())
+
+    def show_error(self, text: str) -> None:
+        self.error.setText(text)
