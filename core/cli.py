@@ -343,15 +343,22 @@ def cmd_probe(args: argparse.Namespace, modules: ModuleSet) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, modules: ModuleSet) -> int:
-    from wiredraw.core import devtest
     from wiredraw.core.demo import run_demo
 
-    if modules.get("devtest") is None:
-        modules = load_modules(extra_plugins=[("devtest", devtest)])
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="wiredraw-demo-"))
+    viewer_args: list[str] = []
+    if args.offscreen:
+        viewer_args.append("--offscreen")
+    if args.screenshot is not None:
+        viewer_args += ["--screenshot", str(args.screenshot.absolute())]
+        if args.duration > 0:
+            viewer_args += ["--screenshot-after", str(max(1.0, args.duration - 4.0))]
+    if args.size:
+        viewer_args += ["--size", args.size]
     try:
-        return _run_reactor(lambda reactor: run_demo(reactor, modules, data_dir, rate=args.rate,
-                                                     duration=args.duration))
+        return _run_reactor(lambda reactor: run_demo(reactor, modules, data_dir, module=args.module,
+                                                     duration=args.duration, viewer=not args.no_viewer,
+                                                     viewer_args=viewer_args))
     finally:
         if args.data_dir is None:
             shutil.rmtree(data_dir, ignore_errors=True)
@@ -373,13 +380,19 @@ def build_parser(modules: ModuleSet) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"wiredraw {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("demo", help="run a server and a probe on this machine, showing progress",
-                       description="Start a private Redis, the server and a probe sending development ticks, "
-                                   "all on this machine, and show how many records are stored. Ctrl-C stops "
-                                   "everything and leaves no process behind.")
+    p = sub.add_parser("demo", help="everything on this machine: server, generated traffic, probe and viewer",
+                       description="Start a private Redis, the server, a generator of realistic input (a small "
+                                   "office's Zeek logs, written live), the real probe reading it, and the viewer "
+                                   "logged in. Ctrl-C, --duration or closing the viewer stops everything and leaves "
+                                   "no process behind.")
     _add_data_dir(p)
-    p.add_argument("--rate", type=float, default=500.0, help="records per second the demo probe sends")
+    p.add_argument("--module", default=None, help="whose demo to run (default: the first module that has one)")
     p.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: until Ctrl-C)")
+    p.add_argument("--no-viewer", action="store_true", help="no viewer: print progress only")
+    p.add_argument("--offscreen", action="store_true", help="viewer renders offscreen (no window; with --screenshot)")
+    p.add_argument("--screenshot", type=Path, default=None, metavar="PNG",
+                   help="viewer saves a screenshot here (with --duration: shortly before the end)")
+    p.add_argument("--size", default=None, metavar="WxH", help="viewer window size, e.g. 1280x720")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("server", help="run the processing server",

@@ -292,11 +292,28 @@ class Module:
         raise NotImplementedError(f"module {self.spec.slug!r} takes no uploads")
 
 
+    # -- demo ------------------------------------------------------------------------------
+    def make_demo(self, workdir: Path) -> Demo | None:
+        """Realistic input for ``wiredraw demo``, written under ``workdir``, and the module's real source over it;
+        None: the module has no demo."""
+        return None
+
     # -- viz side --------------------------------------------------------------------------
     def make_viz(self, store: Any, options: Mapping[str, Any]) -> ModuleViz | None:
         """The module's viz translation for one server (see :class:`wiredraw.core.graph.ModuleViz`); ``options``
         is the module's table from the server's ``--viz-config`` file. None: the module has no view."""
         return None
+
+
+@dataclass
+class Demo:
+    """What ``wiredraw demo`` runs for a module: ``step(now)`` is called every ``interval`` seconds to produce
+    more input (e.g. append to log files), and ``source`` is the module's own probe source reading it."""
+
+    step: Callable[[float], Any]
+    source: Source
+    interval: float = 0.5
+    describe: str = ""
 
 
 @dataclass

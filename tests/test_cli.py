@@ -118,7 +118,7 @@ def test_wheel_installs_only_under_wiredraw(tmp_path):
 
 
 def test_demo_runs_and_leaves_nothing_behind():
-    proc = wiredraw("demo", "--duration", "3", "--rate", "400")
+    proc = wiredraw("demo", "--duration", "4", "--no-viewer")
     lines = proc.stdout.splitlines()
     assert any(line.startswith("wiredraw server ready: probes=127.0.0.1:") for line in lines), proc.stdout
     progress = [line for line in lines if "server stored" in line]
@@ -127,6 +127,6 @@ def test_demo_runs_and_leaves_nothing_behind():
     # the last line comes after the probe drained its spool: what it read is what was stored
     read = int(final.split("probe read ")[1].split(" ")[0].replace(",", ""))
     stored = int(final.split("server stored ")[1].split(" ")[0].replace(",", ""))
-    assert read > 300 and stored == read and "0 waiting" in final
+    assert read > 30 and stored == read and "0 waiting" in final
     data_dir = lines[0].split("data directory ")[1].split(" ")[0]
     assert not Path(data_dir).exists()  # its temporary directory is removed

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wiredraw.core.hookspecs import hookimpl
-from wiredraw.core.module import Module, builtin_spec_path
+from wiredraw.core.module import Demo, Module, builtin_spec_path
 from wiredraw.plugins.net_zeek.keys import ZeekCollector, ZeekKeys
 from wiredraw.plugins.net_zeek.source import LogDirSource, ReplaySource, parse_time
 
@@ -34,6 +34,11 @@ class NetZeekModule(ZeekKeys, ZeekCollector, Module):
         g.add_argument("--speed", type=float, default=None, metavar="X",
                        help="with --replay: X times event time (default 1)")
         g.add_argument("--fast", action="store_true", help="with --replay: as fast as the server takes it")
+
+    def make_demo(self, workdir: Path) -> Demo:
+        from wiredraw.plugins.net_zeek.demo import make_demo
+
+        return make_demo(self, workdir)
 
     def make_source(self, options: argparse.Namespace) -> LogDirSource | ReplaySource:
         logdir: Path | None = getattr(options, "logdir", None)
