@@ -59,3 +59,20 @@ def world() -> Iterator[World]:
     finally:
         w.close()
         shutil.rmtree(root, ignore_errors=True)
+
+
+# --- Panda3D --------------------------------------------------------------------------------------------
+# One headless ShowBase for the session (Panda allows one per process): p3tinydisplay offscreen, 640x480.
+
+
+@pytest.fixture(scope="session")
+def panda_base() -> Iterator[object]:
+    offscreen = pytest.importorskip("wiredraw.viz.offscreen")
+    try:
+        base = offscreen.open_offscreen(640, 480)
+    except offscreen.OffscreenError as e:
+        pytest.skip(f"no headless Panda3D display: {e}")
+    try:
+        yield base
+    finally:
+        base.destroy()
