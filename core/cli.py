@@ -210,6 +210,31 @@ def _watch_commands(client: Any) -> None:
             print(f"wiredraw watch: {exc}", file=sys.stderr)
 
 
+def cmd_viz(args: argparse.Namespace, _modules: Any) -> int:
+    try:
+        from wiredraw.viz.app import ViewerOptions, run_viewer
+    except ImportError as exc:
+        print(f"wiredraw viz: the 3D viewer cannot start: {exc} (it needs panda3d and numpy)", file=sys.stderr)
+        return 2
+    token = args.token or os.environ.get("WIREDRAW_TOKEN") or None
+    if args.token_file is not None:
+        token = args.token_file.read_text().strip()
+    try:
+        w, h = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--size {args.size!r}: expected WIDTHxHEIGHT, e.g. 1280x720") from None
+    if args.screenshot is not None and not args.offscreen:
+        raise ValueError("--screenshot goes with --offscreen")
+    if args.offscreen and args.screenshot is None:
+        raise ValueError("--offscreen needs --screenshot FILE.png (there is no window to look at)")
+    if args.offscreen and (args.server is None or token is None):
+        raise ValueError("--offscreen needs --server and a token (there is no login screen to type them into)")
+    options = ViewerOptions(server=args.server, token=token, module=args.module, at=args.at,
+                            offscreen=args.offscreen, screenshot=args.screenshot,
+                            screenshot_after=args.screenshot_after, size=(w, h), remember=not args.forget)
+    return run_viewer(options)
+
+
 def cmd_query(args: argparse.Namespace, _modules: Any) -> int:
     from wiredraw.core.viz_client import VizClientError, to_json
 
@@ -455,6 +480,28 @@ def build_parser(modules: ModuleSet) -> argparse.ArgumentParser:
         mp.add_argument("--quiet", action="store_true", help="no progress lines")
         loaded.module.add_probe_options(mp)
         mp.set_defaults(func=cmd_probe)
+
+    p = sub.add_parser("viz", help="the 3D viewer: live graph, details on click, timeline",
+                       description="The 3D viewer. With no --server/--token it opens a login screen (the server's "
+                                   "viz address, a viewer token, then a module the server offers) and remembers "
+                                   "them in ~/.config/wiredraw/viewer.json (mode 0600). Mouse: left drag orbits, "
+                                   "right drag pans, wheel zooms, click selects (details on the right). Keys are "
+                                   "in ~/.config/wiredraw/keys.toml (see wiredraw.viz.keys); defaults: arrows "
+                                   "orbit, =/- zoom, f frames all, space plays/pauses, l goes live, g toggles "
+                                   "grouping, [ ] change how much traffic pulls, tab hides panels, escape closes "
+                                   "details.")
+    p.add_argument("--server", default=None, help="the server's viz HOST:PORT (skips the login screen with --token)")
+    p.add_argument("--token", default=None, help="viewer token (default: $WIREDRAW_TOKEN)")
+    p.add_argument("--token-file", type=Path, default=None, help="read the viewer token from this file")
+    p.add_argument("--module", default=None, help="module to view (default: the only one offered, else pick)")
+    p.add_argument("--at", type=_viz_time, default=None, metavar="TIME", help="start at this time instead of live")
+    p.add_argument("--offscreen", action="store_true", help="render without a window (with --screenshot)")
+    p.add_argument("--screenshot", type=Path, default=None, metavar="PNG", help="save a screenshot, then exit")
+    p.add_argument("--screenshot-after", type=float, default=8.0, metavar="SECONDS",
+                   help="when to take the screenshot (default 8 s after start: the layout settles)")
+    p.add_argument("--size", default="1280x720", metavar="WxH", help="window or image size (default 1280x720)")
+    p.add_argument("--forget", action="store_true", help="do not remember server and token")
+    p.set_defaults(func=cmd_viz)
 
     times = ("Times are epoch seconds (1541240000) or ISO-8601 (2018-11-03T12:00, UTC unless a zone is given). "
              "Output is JSON.")

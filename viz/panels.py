@@ -6,6 +6,7 @@ callbacks it is given: no panel knows the backend, the scene or ShowBase's injec
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -130,7 +131,7 @@ class LoginPanel:
         self.show_status("Pick a module:")
         for i, m in enumerate(modules):
             slug = str(m.get("slug"))
-            self.module_buttons[slug] = _button(self.modules_root, slug, lambda s=slug: self.on_module(s),
+            self.module_buttons[slug] = _button(self.modules_root, slug, functools.partial(self.on_module, slug),
                                                 (-0.45 + 0.45 * (i % 3), -0.3 - 0.1 * (i // 3)))
 
     def hide(self) -> None:
@@ -227,7 +228,7 @@ class Timeline:
         self.speed = 1.0
         self.mode = "live"
         self.bars: list[float] = []
-        self._setting = False
+        self._set_value: float | None = None
         self.root = DirectFrame(parent=parent, frameColor=PANEL, frameSize=(-width / 2, width / 2, 0, 0.24))
         self.hist_np = self.root.attachNewNode("histogram")
         self.slider = DirectSlider(parent=self.root, range=(0, 1), value=1, pageSize=0.01,
@@ -283,9 +284,11 @@ class Timeline:
         self.label.setText(f"{fmt_time(t)}  {state}")
         if t is not None and self.range is not None:
             first, last = self.range
-            self._setting = True
-            self.slider["value"] = min(1.0, max(0.0, (t - first) / (last - first)))
-            self._setting = False
+            value = min(1.0, max(0.0, (t - first) / (last - first)))
+            if abs(value - float(self.slider["value"])) > 1e-9:
+                # DirectSlider runs its command on the next frame, for our own settings too: remember ours
+                self._set_value = value
+                self.slider["value"] = value
 
     def time_at(self, fraction: float) -> float | None:
         if self.range is None:
@@ -295,8 +298,9 @@ class Timeline:
 
     # user actions
     def _slid(self) -> None:
-        if self._setting:
-            return
+        value = float(self.slider["value"])
+        if self._set_value is not None and abs(value - self._set_value) < 1e-5:  # the slider keeps float32
+            return  # the echo of set_present, not the user
         t = self.time_at(float(self.slider["value"]))
         if t is not None:
             self.on_scrub(t)
