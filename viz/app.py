@@ -444,6 +444,18 @@ class ViewerApp:
             self.take_screenshot()
         return task.cont
 
+    def destroy(self) -> None:
+        """Take everything this app added off the ShowBase (tests reuse one ShowBase)."""
+        self.base.taskMgr.remove("wiredraw-frame")
+        for key in [*self.keys.values(), "mouse1", "mouse3", "mouse1-up", "mouse3-up", "wheel_up", "wheel_down"]:
+            for suffix in ("", "-repeat", "-up"):
+                self.base.ignore(key + suffix)
+        for panel in (self.login.root, self.details.root, self.timeline.root, self.filters.root):
+            panel.destroy()
+        self.status_text.destroy()
+        self.legend.destroy()
+        self.scene.destroy()
+
     def take_screenshot(self) -> None:
         from wiredraw.viz.offscreen import render_frames, save_screenshot
 
