@@ -2,14 +2,46 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import argparse
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from wiredraw.core.hookspecs import hookimpl
 from wiredraw.core.module import Module, builtin_spec_path
+from wiredraw.plugins.proc_events.keys import ProcKeys
+
+if TYPE_CHECKING:
+    from wiredraw.plugins.proc_events.source import ProcSource
+    from wiredraw.plugins.proc_events.viz import ProcEventsViz
 
 
-class ProcEventsModule(Module):
+class ProcEventsModule(ProcKeys, Module):
     spec_path = builtin_spec_path("proc_events")
+
+    def add_probe_options(self, parser: argparse.ArgumentParser) -> None:
+        g = parser.add_argument_group("proc_events source", "the processes of this host (Linux /proc)")
+        g.add_argument("--method", choices=("auto", "poll", "connector"), default="auto",
+                       help="how to learn of processes: the kernel's process-event connector (every process, exit "
+                            "codes; needs CAP_NET_ADMIN), polling /proc (unprivileged; misses processes that live "
+                            "between two polls), or auto: the connector where it works (default)")
+        g.add_argument("--interval", type=float, default=0.5, metavar="SECONDS",
+                       help="polling: seconds between two reads of /proc (default 0.5)")
+        g.add_argument("--snapshot-every", type=float, default=60.0, metavar="SECONDS",
+                       help="seconds between two snapshots of the whole tree (default 60; one is sent at start)")
+
+    def make_source(self, options: argparse.Namespace) -> ProcSource:
+        from wiredraw.plugins.proc_events.source import ProcSource
+
+        return ProcSource(interval=float(getattr(options, "interval", 0.5)),
+                          snapshot_every=float(getattr(options, "snapshot_every", 60.0)),
+                          method=str(getattr(options, "method", "auto")))
+
+    def make_viz(self, store: Any, options: Mapping[str, Any]) -> ProcEventsViz:
+        """The process tree of each probe host; ``options``: the ``[proc_events]`` table of the server's viz config
+        (``fade``, ``category``; see viz.sample.toml). A bad option: ValueError."""
+        from wiredraw.plugins.proc_events.viz import ProcEventsViz  # server side only
+
+        return ProcEventsViz(store, options)
 
 
 @hookimpl
