@@ -163,6 +163,7 @@ def cmd_watch(args: argparse.Namespace, _modules: Any) -> int:
     printed = 0
     try:
         client.subscribe(module, **view)
+        client.wait_forever()  # a quiet live view is not an error
         if args.commands:
             threading.Thread(target=_watch_commands, args=(client,), daemon=True).start()
         for msg in client.messages():

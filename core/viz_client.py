@@ -104,6 +104,16 @@ class VizClient:
                 raise VizClientError(f"server error: {msg.get('reason', '?')}")
             return msg
 
+    def read_message(self) -> dict[str, Any]:
+        """The next message of any type, replies included, in arrival order (for a client whose one reader thread
+        owns the socket and matches replies to :meth:`request_async` ids itself)."""
+        return self._read()
+
+    def wait_forever(self) -> None:
+        """No read timeout from now on: a quiet live view is not an error (requests then wait as long as it takes)."""
+        if self.sock is not None:
+            self.sock.settimeout(None)
+
     def messages(self) -> Iterator[dict[str, Any]]:
         while True:
             yield self.next_message()

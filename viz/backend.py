@@ -204,11 +204,11 @@ class _Connection:
         client.timeout = None
         try:
             assert client.sock is not None
-            client.sock.settimeout(None)  # a quiet live view is not an error
+            client.wait_forever()  # a quiet live view is not an error
             client.subscribe(module, **subscribe_args(self.view))
             while True:
                 # VizClient.next_message keeps replies to itself until the next pushed message; read them all
-                msg = client._read()  # noqa: SLF001 (see the module docstring: this thread owns the socket)
+                msg = client.read_message()  # this thread owns the socket (module docstring)
                 self._put("message", msg)
         except (VizClientError, OSError) as exc:
             if not self.closing:
