@@ -159,33 +159,29 @@ def test_a_viewer_that_stops_reading_gets_one_full_graph_when_it_resumes(world: 
     stats = server.stats()
     rss_during = rss_kib(server.pid)
     assert stats["viz"]["net_zeek"]["changes"] > 20
-    # resume: read everything; the last messages are one full graph and nothing queued behind it
-    sock.settimeout(5)
+    # resume: read everything there is; while it was stalled the server dropped its diffs, and each time it could
+    # write again it sent one full graph (reason "resync") instead of the backlog
+    sock.settimeout(2)
     decoder = vizproto.FrameDecoder(vizproto.MAX_SERVER_FRAME)
     got: list[dict[str, Any]] = []
-    received = 0
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
             data = sock.recv(1 << 20)
         except TimeoutError:
-            break
+            break  # quiet: everything has arrived
         if not data:
             break
-        received += len(data)
         got.extend(decoder.feed(data))
-        if got and got[-1]["type"] == "graph" and got[-1]["reason"] == "resync":
-            break
     sock.close()
     assert got[0]["type"] == "welcome"
     got = got[1:]
     kinds = [m["type"] for m in got]
-    assert kinds[0] == "graph" and got[-1]["type"] == "graph" and got[-1]["reason"] == "resync", \
-        (kinds[:5], kinds[-5:], len(kinds), received)
+    assert kinds[0] == "graph"
+    assert any(m["type"] == "graph" and m["reason"] == "resync" for m in got), kinds[-5:]
     assert kinds.count("diff") < len(messages(steady)) - 1  # diffs were dropped, not queued
-    seqs = [m["seq"] for m in got]
-    assert seqs == list(range(1, len(got) + 1))
-    assert Graph.from_wire(got[-1]) == rebuild(messages(steady)).graph
+    assert [m["seq"] for m in got] == list(range(1, len(got) + 1))
+    assert rebuild(got).graph == rebuild(messages(steady)).graph  # it ends where the steady viewer ends
     assert rss_during - rss_before < 150 * 1024, (rss_before, rss_during)
 
 
