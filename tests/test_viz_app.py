@@ -186,3 +186,67 @@ def test_demo_offscreen_screenshot_has_a_graph(tmp_path):
             if max(r_, g, b) - min(r_, g, b) > 0.25 and max(r_, g, b) > 0.4:
                 colourful += 1
     assert colourful > 50, colourful
+
+
+def test_category_toggle_and_search(viewer, served):
+    app = viewer(server=served.viz, token=served.token, module="net_zeek")
+    pump(app, lambda: len(scene_nodes(app)) > 5 and app.filters.boxes, 60, "a scene and its category toggles")
+    # suppress the most common edge category, as Traffic Map's checkboxes do
+    snapshot_cats = pump(app, lambda: app.last_scene and app.last_scene["edge_categories"], 30, "edges")
+    common = max(set(snapshot_cats), key=snapshot_cats.count)
+    app.filters.boxes[common].commandFunc(None)  # uncheck it
+    pump(app, lambda: app.last_scene and common not in app.last_scene["edge_categories"], 60,
+         f"edges of category {common!r} to disappear")
+    assert app.filter == f'category not in ["{common}"]'
+    # search by address: selects it and flies there
+    some = sorted(scene_nodes(app))[0]
+    assert app.search(some) == some
+    assert app.selected == some and app.user_moved_camera
+    assert app.search("no-such-host.invalid") is None
+
+
+def test_ctrl_c_on_the_demo_leaves_no_process_behind(tmp_path):
+    import os
+    import signal
+
+    proc = subprocess.Popen([sys.executable, "-m", "wiredraw.core.cli", "demo", "--offscreen", "--screenshot",
+                             str(tmp_path / "x.png"), "--duration", "120", "--size", "320x240"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dev_env(),
+                            start_new_session=True)
+    sid = proc.pid
+    try:
+        deadline = time.monotonic() + 60
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if "server ready" in line or time.monotonic() > deadline:
+                break
+        time.sleep(6)  # the viewer and its backend are up by now
+        members = session_members(sid)
+        assert len(members) >= 4, members  # demo, redis-server, viewer, viewer backend
+        os.killpg(sid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(sid, signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while session_members(sid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert session_members(sid) == []
+
+
+def session_members(sid: int) -> list[str]:
+    """Live processes of session ``sid``: 'pid command'."""
+    import os
+
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            if int(fields[3]) == sid and fields[0] != "Z":
+                found.append(f"{entry} {Path(f'/proc/{entry}/cmdline').read_bytes()[:80]!r}")
+        except (OSError, ValueError, IndexError):
+            continue
+    return found

@@ -135,6 +135,7 @@ class ViewerApp:
         self.module: str | None = options.module
         self.selected: str | None = None
         self.scene_version = -1
+        self.last_scene: dict[str, Any] | None = None
         self.positions_seen = 0
         self.framed = False
         self.user_moved_camera = False
@@ -243,6 +244,7 @@ class ViewerApp:
             self.login.show_modules(modules)
 
     def on_scene(self, msg: dict[str, Any]) -> None:
+        self.last_scene = msg
         self.scene.set_scene(msg)
         self.scene_version = msg.get("version", 0)
         cats = [c for c in msg.get("categories", []) if c]
