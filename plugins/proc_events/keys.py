@@ -1,0 +1,212 @@
+"""proc_events' key schema (spec/modules/proc_events.toml) and its server-side write path.
+
+Plain Redis commands and one small script: every write is HSETNX, ZADD (a member already there with its score
+changes nothing), ZADD GT/LT, ZREM, or alive.lua (one call per batch: add to the alive set the processes whose
+record has no end), so a message repeated by the same probe changes nothing and notifies nothing (glouglou's set
+trick). The viz translation follows ``hset`` events on ``proc:*`` and ``zadd`` events on
+``probes``; see viz.py.
+
+Counting: the reply of each record's defining HSETNX (fork: start, exec: x:{t}, exit: end; a snapshot counts
+one record per process, by its x:{t}) tells whether it was new (written) or a repeat; a bad snapshot entry is
+rejected alone.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from importlib.resources import files
+from typing import Any, ClassVar
+
+from wiredraw.core.module import IngestContext, IngestCounts, WriteBatch
+
+PREFIX = "wd:proc_events:"
+PROBES_KEY = PREFIX + "probes"
+FIRST_KEY = PREFIX + "first"
+DEFAULT_RETENTION = 7 * 86400
+CHUNK = 600  # seconds of event time per history key
+INDEX_BASE = 60
+INDEX_FACTOR = 4
+INDEX_LEVELS = 13  # up to 60 * 4^12 s, about 32 years
+EXEC_FIELDS = ("exe", "argv", "uid", "user", "cwd", "comm")
+ALIVE_LUA = (files("wiredraw.plugins.proc_events") / "alive.lua").read_text(encoding="utf-8")
+
+
+def fmt_start(start: float) -> str:
+    return f"{start:.2f}"
+
+
+def fmt_t(t: float) -> str:
+    return f"{t:.3f}"
+
+
+def proc_id(probe: str, pid: int, start: float) -> str:
+    """A process's identity: node id and the tail of its key."""
+    return f"{probe}:{pid}:{fmt_start(start)}"
+
+
+def proc_key(pid_id: str) -> str:
+    return f"{PREFIX}proc:{pid_id}"
+
+
+def alive_key(probe: str) -> str:
+    return f"{PREFIX}alive:{probe}"
+
+
+def events_key(kind: str, t: float) -> str:
+    return f"{PREFIX}events:{kind}:{int(t // CHUNK)}"
+
+
+def index_level(duration: float) -> int:
+    size, k = INDEX_BASE, 0
+    while size < duration and k < INDEX_LEVELS - 1:
+        size *= INDEX_FACTOR
+        k += 1
+    return k
+
+
+def index_key(start: float, end: float) -> str:
+    k = index_level(end - start)
+    return f"{PREFIX}ix:{k}:{int(start // (INDEX_BASE * INDEX_FACTOR**k))}"
+
+
+def index_ranges(t0: float, t1: float) -> list[tuple[str, float, float]]:
+    """(key, min start, max start) of every index bucket that can hold a process ended in [t0, +inf) and started
+    by t1: level k holds durations <= size_k, so such a process started in [t0 - size_k, t1]."""
+    out = []
+    size = INDEX_BASE
+    for k in range(INDEX_LEVELS):
+        lo = t0 - size
+        for b in range(int(lo // size), int(t1 // size) + 1):
+            out.append((f"{PREFIX}ix:{k}:{b}", lo, t1))
+        size *= INDEX_FACTOR
+    return out
+
+
+def exec_record(msg: dict[str, Any]) -> str:
+    return json.dumps({f: msg.get(f) for f in EXEC_FIELDS}, separators=(",", ":"), ensure_ascii=False)
+
+
+def _count(reply: Any) -> IngestCounts:
+    return IngestCounts(written=1) if reply == 1 else IngestCounts(repeats=1)
+
+
+class ProcKeys:
+    """Mixin for the module object: the write path (``ingest``)."""
+
+    retention: int = DEFAULT_RETENTION
+    scripts: ClassVar[dict[str, str]] = {"alive": ALIVE_LUA}
+
+    def ingest(self, ctx: IngestContext, messages: Iterable[dict[str, Any]], batch: WriteBatch) -> int:
+        w = _Writer(ctx.probe_id, batch, self.retention, self.script_sha("alive"))  # type: ignore[attr-defined]
+        kind = ctx.message_type
+        for msg in messages:
+            if kind == "fork":
+                w.fork(msg["pid"], msg["ppid"], msg["start"], count=True)
+            elif kind == "exec":
+                w.exec(msg["pid"], msg["start"], msg["t"], msg, count=True)
+            elif kind == "exit":
+                w.exit(msg["pid"], msg["start"], msg["end"], msg.get("code"))
+            elif kind == "snapshot":
+                w.snapshot(msg)
+        w.finish()
+        return 0  # written and repeats come from the replies (see the module docstring)
+
+
+class _Writer:
+    """The commands of one batch; per-batch bookkeeping (TTLs once per key, the probe's time span once)."""
+
+    def __init__(self, probe: str, batch: WriteBatch, retention: int, alive_sha: str) -> None:
+        self.probe, self.batch, self.retention, self.alive_sha = probe, batch, retention, alive_sha
+        self.alive: dict[str, tuple[str, float]] = {}  # member -> (proc key, start): added unless ended
+        self.expire: set[str] = set()
+        self.lo, self.hi = math.inf, -math.inf
+        self.rejected: dict[str, int] = {}
+
+    def _seen(self, *times: float) -> None:
+        for t in times:
+            if t < self.lo:
+                self.lo = t
+            if t > self.hi:
+                self.hi = t
+
+    def _counted(self, on_reply: Any) -> None:
+        """Count the reply of the command just added."""
+        self.batch.reply_handlers.append((len(self.batch.commands) - 1, on_reply))
+
+    def fork(self, pid: int, ppid: int, start: float, count: bool) -> str:
+        pid_id = proc_id(self.probe, pid, start)
+        key = proc_key(pid_id)
+        add = self.batch.add
+        add("HSETNX", key, "start", fmt_start(start))
+        if count:
+            self._counted(_count)
+        add("HSETNX", key, "pid", pid)
+        add("HSETNX", key, "ppid", ppid)
+        self.alive[f"{pid}:{fmt_start(start)}"] = (key, start)
+        ev = events_key("fork", start)
+        add("ZADD", ev, start, pid_id)
+        self.expire.update((key, ev))
+        self._seen(start)
+        return pid_id
+
+    def exec(self, pid: int, start: float, t: float, msg: dict[str, Any], count: bool) -> None:
+        pid_id = proc_id(self.probe, pid, start)
+        key = proc_key(pid_id)
+        self.batch.add("HSETNX", key, f"x:{fmt_t(t)}", exec_record(msg))
+        if count:
+            self._counted(_count)
+        self.alive[f"{pid}:{fmt_start(start)}"] = (key, start)
+        ev = events_key("exec", t)
+        self.batch.add("ZADD", ev, t, f"{pid_id}|{fmt_t(t)}")
+        self.expire.update((key, ev))
+        self._seen(t)
+
+    def exit(self, pid: int, start: float, end: float, code: int | None) -> None:
+        pid_id = proc_id(self.probe, pid, start)
+        key = proc_key(pid_id)
+        add = self.batch.add
+        add("HSETNX", key, "end", fmt_t(end))
+        self._counted(_count)
+        if code is not None:
+            add("HSETNX", key, "code", code)
+        add("HSETNX", key, "start", fmt_start(start))
+        add("HSETNX", key, "pid", pid)
+        add("ZREM", alive_key(self.probe), f"{pid}:{fmt_start(start)}")
+        ix = index_key(start, end)
+        add("ZADD", ix, start, pid_id)
+        ev = events_key("exit", end)
+        add("ZADD", ev, end, pid_id)
+        self.expire.update((key, ix, ev))
+        self._seen(start, end)
+
+    def snapshot(self, msg: dict[str, Any]) -> None:
+        why = "snapshot process without int pid, ppid, number start, list argv"
+        for p in msg["procs"]:
+            try:
+                pid, ppid, start = int(p["pid"]), int(p["ppid"]), float(p["start"])
+                t = float(p.get("t", start))
+                if not isinstance(p.get("argv", []), list):
+                    raise TypeError("argv")
+            except (KeyError, TypeError, ValueError):
+                self.rejected[why] = self.rejected.get(why, 0) + 1
+                continue
+            self.fork(pid, ppid, start, count=False)
+            self.exec(pid, start, t, p, count=True)  # a process whose current program is known: a repeat
+        self._seen(float(msg["t"]))
+
+    def finish(self) -> None:
+        add = self.batch.add
+        if self.alive:
+            args: list[Any] = [alive_key(self.probe)]
+            for member, (key, start) in self.alive.items():
+                args += [key, start, member]
+            self.batch.script(self.alive_sha, *args)
+        for key in sorted(self.expire):
+            add("EXPIRE", key, self.retention)
+        if self.hi > -math.inf:
+            add("ZADD", PROBES_KEY, "GT", self.hi, self.probe)
+            add("ZADD", FIRST_KEY, "LT", self.lo, self.probe)
+        if self.rejected:
+            self.batch.counts.rejected.update(self.rejected)
