@@ -15,6 +15,7 @@ is an endpoint of a shown edge).
 
 from __future__ import annotations
 
+import gc
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -30,6 +31,15 @@ Matcher = Callable[[Mapping[str, Any]], bool]
 EVENT_BATCH_DELAY = 0.005  # seconds: events arriving within this are translated together
 EVENT_BATCH_MAX = 500
 RECOMPUTE_EVERY = 10  # every 10th periodic full graph is recomputed from Redis; the others resend the live one
+
+
+def settle_gc() -> None:
+    """After a recompute: collect once, then freeze what is left (the live graph, the server's own structures) out
+    of the collector's sight. Full collections otherwise walk the whole live graph again and again while records
+    stream in, stalling acks and diffs for up to half a second each (bench/latency.py measured it); frozen objects
+    are still freed by reference counting when a later recompute replaces them."""
+    gc.collect()
+    gc.freeze()
 
 
 class ClientView:
@@ -242,6 +252,7 @@ class ModuleFeed:
             return
         self.graph = graph
         self.ready = True
+        settle_gc()
         self.counters["refreshes"] += 1
         self.counters["refresh_ms_last"] = int((time.perf_counter() - started) * 1000)
         for sub in list(self.subscribers):

@@ -7,6 +7,7 @@ keyspace-notification subscriber. Prints one ready line once all listen.
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import json
 import os
@@ -249,6 +250,9 @@ class WiredrawServer(MultiService):
         return self.config.redis_url or self.embedded.url
 
     def startService(self) -> None:
+        # A server holds large, long-lived, acyclic structures (live graphs) and makes many short-lived objects:
+        # collect the young often, the old rarely (core/live.py settle_gc freezes what a recompute leaves).
+        gc.set_threshold(20_000, 20, 100)
         # The embedded redis-server starts first (a child service): its URL is known only then.
         super().startService()
         self.redis = RedisClient(self.reactor, self.redis_url, on_connect=self._redis_connected,

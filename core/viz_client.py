@@ -41,6 +41,7 @@ class VizClient:
         """Connect and say hello; returns the welcome (server name, modules). Raises VizRefused / VizClientError."""
         try:
             self.sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError as exc:
             raise VizClientError(f"cannot connect to the viz port {self.host}:{self.port} ({exc.strerror or exc}); "
                                  f"is `wiredraw server` running, and is that its viz= address?") from None
