@@ -21,10 +21,12 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import msgpack
 from twisted.internet import defer
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from wiredraw.core.graph import Change, Edge, Graph, ModuleViz, Node, element_attrs
+from wiredraw.core.vizproto import HEADER
 
 Matcher = Callable[[Mapping[str, Any]], bool]
 
@@ -126,12 +128,41 @@ class ClientView:
                 "removed_nodes": rm_nodes, "removed_edges": rm_edges, "pulses": pulses}
 
 
+class SharedDiff:
+    """One change as every unfiltered viewer sees it: built and packed once per change, not once per viewer (only
+    ``seq`` differs, spliced in front of the shared part; spec/viz.md "diff")."""
+
+    def __init__(self, graph: Graph, change: Change, removed: list[Edge]) -> None:
+        self.graph, self.change, self.removed = graph, change, removed
+        self._pairs: bytes | None = None
+
+    def wire(self) -> dict[str, Any]:
+        g, ch = self.graph, self.change
+        return {
+            "nodes": [n.to_wire() for n in ch.nodes if g.nodes.get(n.id) is n],
+            "edges": [e.to_wire() for e in ch.edges if g.edges.get(e.id) is e],
+            "removed_nodes": [nid for nid in ch.removed_nodes if nid not in g.nodes],
+            "removed_edges": [e.id for e in self.removed],
+            "pulses": [p.to_wire() for p in ch.pulses
+                       if (p.target in g.edges if p.on == "edge" else p.target in g.nodes)],
+        }
+
+    def frame(self, seq: int, t: float | None) -> bytes:
+        if self._pairs is None:
+            body = msgpack.packb({"t": t, **self.wire()}, use_bin_type=True)
+            assert body[0] == 0x86  # a fixmap of the 6 entries: the pairs follow its 1-byte header
+            self._pairs = body[1:]
+        body = b"\x88" + msgpack.packb("type") + msgpack.packb("diff") + msgpack.packb("seq") + msgpack.packb(seq) \
+            + self._pairs
+        return HEADER.pack(len(body)) + body
+
+
 class LiveSubscriber:
     """What a feed needs of a live viewer session."""
 
     def live_full(self, feed: ModuleFeed, reason: str) -> None: ...
 
-    def live_change(self, feed: ModuleFeed, change: Change, removed: list[Edge]) -> None: ...
+    def live_change(self, feed: ModuleFeed, change: Change, removed: list[Edge], shared: SharedDiff) -> None: ...
 
 
 class ModuleFeed:
@@ -206,8 +237,9 @@ class ModuleFeed:
             return
         removed = self.graph.apply(change)
         self.counters["changes"] += 1
+        shared = SharedDiff(self.graph, change, removed)
         for sub in list(self.subscribers):
-            sub.live_change(self, change, removed)
+            sub.live_change(self, change, removed, shared)
 
     # -- full graph ------------------------------------------------------------------------------------------
     def periodic(self) -> defer.Deferred[Any]:

@@ -25,7 +25,7 @@ from wiredraw.core import vizproto
 from wiredraw.core.credentials import Tokens
 from wiredraw.core.filter import FilterError, compile_filter
 from wiredraw.core.graph import Change, Edge, Graph, Pulse
-from wiredraw.core.live import ClientView, Matcher, ModuleFeed
+from wiredraw.core.live import ClientView, Matcher, ModuleFeed, SharedDiff
 from wiredraw.core.vizproto import VizProtocolError
 from zope.interface import implementer
 
@@ -318,13 +318,21 @@ class VizSession(Protocol):
             self.stale = False
             self._send_live_full("periodic" if reason == "periodic" else reason)
 
-    def live_change(self, feed: ModuleFeed, change: Change, removed: list[Edge]) -> None:
+    def live_change(self, feed: ModuleFeed, change: Change, removed: list[Edge], shared: SharedDiff) -> None:
         mine = self.feed
         if mine is None or feed is not mine or self.mode != "live":
             return
         if self.paused or self.stale:
             self.stale = True
             self.sent["dropped_diffs"] += 1
+            return
+        if self.view.match is None:
+            # everything shows: the diff every unfiltered viewer gets, packed once (ClientView's sets are only
+            # needed with a filter; a new filter starts a new view with a full graph)
+            self.seq += 1
+            self.sent["diff"] += 1
+            if self.state is not State.CLOSED:
+                self.transport.write(shared.frame(self.seq, mine.latest))
             return
         diff = self.view.change(mine.graph, change, removed)
         if diff is not None:
