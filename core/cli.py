@@ -117,6 +117,7 @@ def _viz_time(text: str) -> float:
 
 def _viz_connect(args: argparse.Namespace) -> Any:
     """A connected VizClient and the module slug to use."""
+    from wiredraw.core.server import DEFAULT_VIZ_PORT
     from wiredraw.core.viz_client import VizClient
     from wiredraw.probes.runner import parse_server
 
@@ -126,7 +127,7 @@ def _viz_connect(args: argparse.Namespace) -> Any:
     if not token:
         raise ValueError("a viewer token is needed: --token, --token-file or WIREDRAW_TOKEN "
                          "(make one on the server with `wiredraw tokens add NAME --role viewer`)")
-    host, port = parse_server(args.server)
+    host, port = parse_server(args.server, DEFAULT_VIZ_PORT)
     client = VizClient(host, port, token, timeout=args.timeout)
     welcome = client.connect()
     offered = [m["slug"] for m in welcome.get("modules", [])]

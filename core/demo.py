@@ -111,6 +111,14 @@ def run_demo(reactor: Any, modules: ModuleSet, data_dir: Path, *, module: str | 
         argv = [sys.executable, "-m", "wiredraw.core.cli", "viz", "--server", viz, "--token-file", str(token_file),
                 "--module", slug, *(viewer_args or [])]
         reactor.spawnProcess(view, sys.executable, argv, env=os.environ.copy(), childFDs={0: 0, 1: 1, 2: 2})
+
+        def stop_viewer() -> Any:  # SIGTERM to the demo alone: the viewer is ours to stop
+            if view is not None and not view.ended.called and view.transport is not None:
+                view.transport.signalProcess("TERM")
+                return view.ended
+            return None
+
+        reactor.addSystemEventTrigger("before", "shutdown", stop_viewer)
         view.ended.addCallback(lambda c: _finish(finished, "viewer", c))
     elif viewer:
         print("wiredraw demo: the 3D viewer is not installed; showing progress only", file=out, flush=True)

@@ -22,7 +22,6 @@ from typing import Any, ClassVar, Literal
 
 __all__ = ["Change", "Details", "Edge", "Graph", "ModuleViz", "Node", "Pulse", "Section", "element_attrs"]
 
-PulseMeaning = Literal["ok", "error", "new"]
 PULSE_MEANINGS: tuple[str, ...] = ("ok", "error", "new")
 
 
@@ -203,8 +202,11 @@ class ModuleViz:
     """A module's viz translation, one instance per server, created by :meth:`Module.make_viz`.
 
     ``store`` is the server's Redis client: ``await store.execute(*cmd)`` and ``await store.pipeline(cmds)``
-    (Deferreds; replies are bytes). All methods are coroutines the core awaits one at a time per module,
-    so an implementation needs no locking. They may read Redis; they must not write to it.
+    (Deferreds; replies are bytes). All methods are coroutines. :meth:`on_events`, :meth:`live_graph` and
+    :meth:`lost_events` are called one at a time per module (under the live feed's lock) and may keep live state;
+    the query methods (:meth:`graph`, :meth:`details`, :meth:`time_range`, :meth:`histogram`) answer viewers'
+    requests and may run at any time, concurrently with those: they must not touch that live state. All may read
+    Redis; none may write to it.
 
     Times are event times (epoch seconds, from the data). An interval graph holds every node and edge
     active anywhere in [t0, t1]; the live graph (kept by the core) is the graph of the live window, grown by

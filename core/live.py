@@ -39,7 +39,9 @@ def settle_gc() -> None:
     """After a recompute: collect once, then freeze what is left (the live graph, the server's own structures) out
     of the collector's sight. Full collections otherwise walk the whole live graph again and again while records
     stream in, stalling acks and diffs for up to half a second each (bench/latency.py measured it); frozen objects
-    are still freed by reference counting when a later recompute replaces them."""
+    are still freed by reference counting when a later recompute replaces them. Unfreezing first lets this
+    collection find cycles frozen last time (a closed session and its transport), so nothing leaks for good."""
+    gc.unfreeze()
     gc.collect()
     gc.freeze()
 
@@ -135,6 +137,7 @@ class SharedDiff:
     def __init__(self, graph: Graph, change: Change, removed: list[Edge]) -> None:
         self.graph, self.change, self.removed = graph, change, removed
         self._pairs: bytes | None = None
+        self._count = 0
 
     def wire(self) -> dict[str, Any]:
         g, ch = self.graph, self.change
@@ -148,12 +151,16 @@ class SharedDiff:
         }
 
     def frame(self, seq: int, t: float | None) -> bytes:
+        """The whole frame for one viewer: a map header for the entries, ``type`` and ``seq``, then the shared
+        key/value pairs packed once (a msgpack map is its header followed by its pairs)."""
         if self._pairs is None:
-            body = msgpack.packb({"t": t, **self.wire()}, use_bin_type=True)
-            assert body[0] == 0x86  # a fixmap of the 6 entries: the pairs follow its 1-byte header
-            self._pairs = body[1:]
-        body = b"\x88" + msgpack.packb("type") + msgpack.packb("diff") + msgpack.packb("seq") + msgpack.packb(seq) \
-            + self._pairs
+            rest = {"t": t, **self.wire()}
+            packer = msgpack.Packer(use_bin_type=True)
+            self._count = len(rest)
+            self._pairs = b"".join(packer.pack(k) + packer.pack(v) for k, v in rest.items())
+        packer = msgpack.Packer(use_bin_type=True)
+        body = (packer.pack_map_header(self._count + 2) + packer.pack("type") + packer.pack("diff")
+                + packer.pack("seq") + packer.pack(seq) + self._pairs)
         return HEADER.pack(len(body)) + body
 
 

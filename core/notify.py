@@ -103,8 +103,3 @@ class KeyspaceSubscriber:
         if self.protocol is protocol:
             self.protocol = None
             self.log.warn("keyspace subscription lost; reconnecting")
-
-    def drop(self) -> None:
-        """Cut the subscription (tests, and an operator's way to prove recovery); it reconnects by itself."""
-        if self.protocol is not None:
-            self.protocol.transport.abortConnection()

@@ -29,6 +29,7 @@ from wiredraw.core.credentials import ProbeKeys, Tokens, ensure_private_dir
 from wiredraw.core.graph import ModuleViz
 from wiredraw.core.ingest import Ingest, Stats
 from wiredraw.core.live import ModuleFeed
+from wiredraw.core.module import key_prefix
 from wiredraw.core.notify import KeyspaceSubscriber
 from wiredraw.core.plugins import ModuleSet
 from wiredraw.core.probe_listener import ProbeDatagramProtocol, ProbeStreamFactory
@@ -242,6 +243,10 @@ class WiredrawServer(MultiService):
             except (ValueError, TypeError, OSError) as exc:
                 raise ConfigError(f"--viz-config [{slug}]: {exc}") from exc
             if viz is not None:
+                outside = [p for p in viz.watch_keys if not p.startswith(key_prefix(slug))]
+                if outside:
+                    raise ConfigError(f"plugin {loaded.plugin!r}: module {slug}'s viz watches {', '.join(outside)}, "
+                                      f"outside its prefix {key_prefix(slug)}")
                 views[slug] = viz
         return views
 
@@ -331,7 +336,7 @@ class WiredrawServer(MultiService):
         if not self.feeds:
             return
         patterns = [p for viz in self.views.values() for p in viz.watch_keys]
-        prefixes = [(f"wd:{slug}:", feed) for slug, feed in self.feeds.items()]
+        prefixes = [(key_prefix(slug), feed) for slug, feed in self.feeds.items()]
 
         def on_event(key: str, event: str) -> None:
             for prefix, feed in prefixes:

@@ -68,6 +68,7 @@ class VizSession(Protocol):
         self.play_graph = Graph()
         self._play: LoopingCall | None = None
         self._play_busy = False
+        self._gen = 0  # the view's generation: a result computed for an older view is dropped
         self._ticks = 0
         self._timeout: Any = None
         self.sent = {"graph": 0, "diff": 0, "dropped_diffs": 0}
@@ -234,6 +235,7 @@ class VizSession(Protocol):
 
     # -- views -----------------------------------------------------------------------------------------------
     def _configure(self, view: Mapping[str, Any]) -> None:
+        self._new_view()
         if "filter" in view:
             self.view = ClientView(matcher(view["filter"]))  # FilterError: the viewer's message is wrong
             self.filter_text = view["filter"]
@@ -252,7 +254,13 @@ class VizSession(Protocol):
             self.feed.subscribers.add(self)
         self._send_current("subscribe")
 
+    def _new_view(self) -> None:
+        """Results still in flight for the previous view are dropped when they come (see ``_gen``)."""
+        self._gen += 1
+        self._play_busy = False
+
     def _leave(self) -> None:
+        self._new_view()
         if self.feed is not None:
             self.feed.subscribers.discard(self)
         if self._play is not None and self._play.running:
@@ -267,12 +275,15 @@ class VizSession(Protocol):
             feed.lock.run(self._send_live_full, reason)
             return
         assert self.t is not None
-        t0 = self.t if self.mode == "at" else self.t - self.window
-        d = defer.Deferred.fromCoroutine(feed.viz.graph(t0, self.t))
+        t, gen = self.t, self._gen
+        t0 = t if self.mode == "at" else t - self.window
+        d = defer.Deferred.fromCoroutine(feed.viz.graph(t0, t))
 
         def got(graph: Graph) -> None:
+            if gen != self._gen or self.state is State.CLOSED:
+                return  # the viewer moved on meanwhile: its newer view's graph follows
             self.play_graph = graph
-            self._send_graph(graph, reason, t0, self.t)
+            self._send_graph(graph, reason, t0, t)
             if self.mode == "play" and self._play is None:
                 self._ticks = 0
                 loop = LoopingCall(self._play_step)
@@ -301,7 +312,7 @@ class VizSession(Protocol):
         self.seq += 1
         self.sent["graph"] += 1
         self.send({"type": "graph", "seq": self.seq, "module": self.feed.slug, "mode": self.mode, "reason": reason,
-                   "t": t1 if self.mode == "live" else self.t, "t0": t0, "t1": t1, **self.view.full(graph)})
+                   "t": t1, "t0": t0, "t1": t1, **self.view.full(graph)})
 
     def _send_diff(self, diff: dict[str, Any], t: float | None) -> None:
         if self.paused or self.stale:
@@ -345,10 +356,12 @@ class VizSession(Protocol):
         self._play_busy = True
         self.t += self.speed * PLAY_TICK
         self._ticks += 1
-        t = self.t
+        t, gen = self.t, self._gen
         d = defer.Deferred.fromCoroutine(self.feed.viz.graph(t - self.window, t))
 
         def got(graph: Graph) -> None:
+            if gen != self._gen:
+                return  # reconfigured meanwhile (which also freed the busy flag)
             self._play_busy = False
             if self.mode != "play" or self.state is State.CLOSED:
                 return
@@ -368,7 +381,8 @@ class VizSession(Protocol):
                 self._send_diff(diff, t)
 
         def failed(f: Any) -> None:
-            self._play_busy = False
+            if gen == self._gen:
+                self._play_busy = False
             self._view_failed(f)
 
         d.addCallbacks(got, failed)

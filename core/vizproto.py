@@ -49,15 +49,19 @@ class FrameDecoder:
 
     def feed(self, data: bytes) -> Iterator[dict[str, Any]]:
         self._buf += data
-        while len(self._buf) >= HEADER.size:
-            (n,) = HEADER.unpack_from(self._buf)
-            if n > self.max_frame:
-                raise VizProtocolError("too_large", f"frame of {n} bytes; the limit is {self.max_frame}")
-            if len(self._buf) < HEADER.size + n:
-                return
-            body = bytes(self._buf[HEADER.size : HEADER.size + n])
-            del self._buf[: HEADER.size + n]
-            yield decode_body(body)
+        buf, pos = self._buf, 0
+        try:
+            while len(buf) - pos >= HEADER.size:
+                (n,) = HEADER.unpack_from(buf, pos)
+                if n > self.max_frame:
+                    raise VizProtocolError("too_large", f"frame of {n} bytes; the limit is {self.max_frame}")
+                if len(buf) - pos < HEADER.size + n:
+                    return
+                body = bytes(buf[pos + HEADER.size : pos + HEADER.size + n])
+                pos += HEADER.size + n
+                yield decode_body(body)
+        finally:
+            del buf[:pos]  # once per feed, not once per frame
 
 
 def decode_body(body: bytes) -> dict[str, Any]:

@@ -271,7 +271,11 @@ def test_filter_shows_matching_edges_with_their_endpoints_and_updates_visibility
     (g,) = v.received()
     assert [e["id"] for e in g["edges"]] == ["a>c"]
     assert {n["id"] for n in g["nodes"]} == {"a", "c"}  # b: only behind a hidden edge
-    # a>b grows past the threshold but stays dns: still hidden; a>c drops below: hidden, and c with it
+    # a>b grows past the threshold but stays dns: still hidden, nothing to send
+    env.viz.add(edge("a", "b", service="dns", bytes=50_000))
+    events(env)
+    assert v.received() == []
+    # a>c drops below: hidden, and c with it
     env.viz.add(edge("a", "c", service="http", bytes=5))
     events(env)
     (d,) = v.received()

@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 from wiredraw.core.viz_client import VizClient, VizClientError, VizRefused
+from wiredraw.probes.runner import parse_server as _parse_server
 from wiredraw.viz import messages
 from wiredraw.viz.layout import ForceLayout
 from wiredraw.viz.model import GraphModel, SequenceGap
@@ -71,13 +72,8 @@ def backend_main(conn: Connection, seed: int = 0) -> None:
 
 
 def parse_server(text: str) -> tuple[str, int]:
-    host, sep, port = text.strip().rpartition(":")
-    if not sep:
-        return text.strip(), DEFAULT_VIZ_PORT
-    try:
-        return host.strip("[]"), int(port)
-    except ValueError:
-        raise ValueError(f"server {text!r}: expected HOST:PORT") from None
+    """HOST[:PORT] of a viz listener (the port defaults to the viz port, not the probe port)."""
+    return _parse_server(text.strip(), DEFAULT_VIZ_PORT)
 
 
 # -- the pipe, written by one thread ----------------------------------------------------------------------------
