@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import math
 import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
@@ -351,8 +352,8 @@ def _type_ok(kind: str, value: Any) -> bool:
         return isinstance(value, str)
     if kind == "int":
         return isinstance(value, int) and not isinstance(value, bool)
-    if kind in ("float", "number"):
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind in ("float", "number"):  # NaN and infinities are not times or measures: refused
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
     if kind == "bool":
         return isinstance(value, bool)
     if kind == "bin":

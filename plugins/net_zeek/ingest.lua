@@ -162,8 +162,8 @@ for i = 1, #msgs do
   records = records + 1
   if type(path) ~= 'string' or type(raw) ~= 'string' or path == '' then
     reject('not a {path, rec} message')
-  elseif ts ~= nil and type(ts) ~= 'number' then
-    reject('ts is not a number')
+  elseif ts ~= nil and (type(ts) ~= 'number' or ts ~= ts or ts == math.huge or ts == -math.huge) then
+    reject('ts is not a finite number')
   elseif uid ~= nil and type(uid) ~= 'string' then
     reject('uid is not a string')
   elseif path == 'conn' or path == 'open_conn' then
