@@ -38,6 +38,18 @@ def redis_url(redis_server: EmbeddedRedis) -> Iterator[str]:
 
 
 @pytest.fixture
+def store(redis_url: str) -> Iterator[object]:
+    """The server's Redis client interface over redis-py (tests/viz_store.py), for a module's viz translation."""
+    from viz_store import Store
+
+    s = Store(redis_url)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture
 def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url, decode_responses=False)
     try:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from test_proc_helpers import T0, ProcIngester, ProcLiveFeed, exec_, exit_, fork, keyspace_events
-from viz_store import Store, run
+from viz_store import run
 from wiredraw.core.graph import Graph
 from wiredraw.core.module import load_module_spec
 from wiredraw.plugins.proc_events.keys import PROBES_KEY, index_key, index_ranges
@@ -22,13 +22,6 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def ingest(redis_client):
     return ProcIngester(redis_client)
-
-
-@pytest.fixture
-def store(redis_url):
-    s = Store(redis_url)
-    yield s
-    s.close()
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from pathlib import Path
 import msgpack
 import pytest
 from test_zeek_keys import conn, keyspace_events
-from viz_store import DATA, Ingester, LiveFeed, Store, msg, replay, run
+from viz_store import DATA, Ingester, LiveFeed, msg, replay, run
 from wiredraw.core.graph import Graph
 from wiredraw.core.module import load_module_spec
 from wiredraw.plugins.net_zeek.module import NetZeekModule
@@ -42,13 +42,6 @@ DAY = DATA / "tsv" / "rita_missing_host" / "2024-04-19"
 @pytest.fixture
 def ingest(redis_client):
     return Ingester(redis_client)
-
-
-@pytest.fixture
-def store(redis_url):
-    s = Store(redis_url)
-    yield s
-    s.close()
 
 
 @pytest.fixture

@@ -9,33 +9,33 @@ errors inside a pipeline as exception values.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import msgpack
 import redis
 from twisted.internet import defer
-from twisted.python.failure import Failure
 from wiredraw.core.graph import Change, Graph
 from wiredraw.core.module import IngestContext, IngestCounts, WriteBatch
 from wiredraw.plugins.net_zeek.keys import INGEST_LUA
 from wiredraw.plugins.net_zeek.module import NetZeekModule
 from wiredraw.plugins.net_zeek.query import FEED_KEY, FEED_LAST_KEY
 from wiredraw.plugins.net_zeek.source import ReplaySource
+from wiredraw.testing.redis import SyncStore, run
+
+__all__ = ["DATA", "PACK", "Ingester", "LiveFeed", "Store", "msg", "replay", "run"]
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "zeek"
 PACK = msgpack.Packer(use_bin_type=False)  # what a probe of a bin_as_str module sends
 
 
-class Store:
-    """``execute`` / ``pipeline`` like the server's RedisClient, over redis-py. ``before(command)``, when set, runs
-    before each command is sent (to interleave writes with a translation's reads)."""
+class Store(SyncStore):
+    """The kit's :class:`~wiredraw.testing.redis.SyncStore` (the server's client interface over redis-py), plus
+    ``before(command)``, when set, run before each command is sent (to interleave writes with a translation's reads)."""
 
     def __init__(self, url: str) -> None:
-        # RESP2 and no reply callbacks: replies as the server's client gets them (redis-py 8 speaks RESP3 unless told)
-        self.client = redis.Redis.from_url(url, protocol=2)
-        self.client.response_callbacks.clear()
+        super().__init__(url)
         self.before: Callable[[tuple[Any, ...]], None] | None = None
         self.commands = 0
 
@@ -46,31 +46,12 @@ class Store:
 
     def execute(self, *command: Any) -> defer.Deferred[Any]:
         self._see(command)
-        try:
-            return defer.succeed(self.client.execute_command(*command))
-        except redis.ResponseError as exc:
-            return defer.fail(exc)
+        return super().execute(*command)
 
     def pipeline(self, commands: Sequence[Sequence[Any]]) -> defer.Deferred[list[Any]]:
-        pipe = self.client.pipeline(transaction=False)
         for command in commands:
             self._see(tuple(command))
-            pipe.execute_command(*command)
-        return defer.succeed(pipe.execute(raise_on_error=False) if commands else [])
-
-    def close(self) -> None:
-        self.client.close()
-
-
-def run(coro: Coroutine[Any, Any, Any]) -> Any:
-    """Drive a coroutine awaiting only fired Deferreds to its end; return its result or raise its error."""
-    d = defer.Deferred.fromCoroutine(coro)
-    out: list[Any] = []
-    d.addBoth(out.append)
-    assert out, "the coroutine waits on a Deferred that never fires"
-    if isinstance(out[0], Failure):
-        out[0].raiseException()
-    return out[0]
+        return super().pipeline(commands)
 
 
 class Ingester:
