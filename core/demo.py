@@ -106,6 +106,12 @@ def run_demo(reactor: Any, modules: ModuleSet, data_dir: Path, *, module: str | 
     finished: defer.Deferred[Any] = defer.Deferred()
     view: _Viewer | None = None
     code = 0
+    offscreen = "--offscreen" in (viewer_args or [])
+    if viewer and not offscreen and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        print("wiredraw demo: no display here ($DISPLAY is not set), so no viewer window; showing progress. "
+              "Watch it with the command above, or render it: wiredraw demo --offscreen --screenshot demo.png "
+              "--duration 20", file=out, flush=True)
+        viewer = False
     if viewer and viewer_available():
         view = _Viewer()
         argv = [sys.executable, "-m", "wiredraw.core.cli", "viz", "--server", viz, "--token-file", str(token_file),
@@ -119,7 +125,14 @@ def run_demo(reactor: Any, modules: ModuleSet, data_dir: Path, *, module: str | 
             return None
 
         reactor.addSystemEventTrigger("before", "shutdown", stop_viewer)
-        view.ended.addCallback(lambda c: _finish(finished, "viewer", c))
+        def viewer_ended(code: int) -> None:
+            if code == 0 or offscreen:
+                _finish(finished, "viewer", code)  # the window was closed (or the screenshot taken): stop
+            else:
+                print(f"wiredraw demo: the viewer stopped (exit code {code}); the rest keeps running, showing "
+                      f"progress (Ctrl-C stops it)", file=sys.stderr, flush=True)
+
+        view.ended.addCallback(viewer_ended)
     elif viewer:
         print("wiredraw demo: the 3D viewer is not installed; showing progress only", file=out, flush=True)
     if duration > 0:
