@@ -250,3 +250,20 @@ def session_members(sid: int) -> list[str]:
         except (OSError, ValueError, IndexError):
             continue
     return found
+
+
+def test_timeline_histogram_of_any_module_counters_and_of_nothing_renders(panda_base):
+    from wiredraw.viz.offscreen import render_frames
+    from wiredraw.viz.panels import Timeline
+
+    tl = Timeline(panda_base.aspect2d, on_scrub=print, on_play=print, on_pause=print, on_live=print)
+    try:
+        tl.set_range(0, 100)
+        tl.set_histogram([{"t0": 0, "t1": 50, "forks": 2, "execs": 3, "exits": 1}, {"t0": 50, "t1": 100, "forks": 0}])
+        assert tl.bars == [6.0, 0.0]  # no "conns": the module's counters summed
+        render_frames(panda_base, 1)
+        tl.set_histogram([{"t0": 0, "t1": 100, "conns": 0}])  # nothing to draw: no empty Geom (it would crash)
+        assert tl.bars == [0.0] and tl.hist_np.getNumChildren() == 0
+        render_frames(panda_base, 1)
+    finally:
+        tl.root.destroy()

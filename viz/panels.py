@@ -249,11 +249,17 @@ class Timeline:
         self.range = (first, max(last, first + 1e-6))
 
     def set_histogram(self, bins: Sequence[dict[str, Any]], key: str = "conns") -> None:
-        """Bars across the scrubber, heights scaled to the largest bin."""
-        self.bars = [float(b.get(key, 0) or 0) for b in bins]
+        """Bars across the scrubber, heights scaled to the largest bin: the ``key`` counter when the module has it
+        (net_zeek's conns), else the sum of the module's counters (e.g. proc_events' forks + execs + exits)."""
+        def height(b: dict[str, Any]) -> float:
+            if key in b:
+                return float(b.get(key) or 0)
+            return float(sum(v for k, v in b.items() if k not in ("t0", "t1") and isinstance(v, int | float)))
+
+        self.bars = [height(b) for b in bins]
         self.hist_np.getChildren().detach()
-        if not self.bars:
-            return
+        if not any(v > 0 for v in self.bars):
+            return  # nothing to draw (an empty Geom crashes the software renderer)
         top = max(self.bars) or 1.0
         n = len(self.bars)
         x0, x1, base, height = -self.width / 2 + 0.05, self.width / 2 - 0.05, 0.06, 0.16
