@@ -77,6 +77,27 @@ def cmd_plugins(args: argparse.Namespace, modules: ModuleSet) -> int:
     return 0
 
 
+def cmd_new_module(args: argparse.Namespace, modules: ModuleSet) -> int:
+    from wiredraw.core.scaffold import create, names_for
+
+    slug = args.slug
+    loaded = modules.get(slug)
+    if loaded is not None:
+        raise ValueError(f"slug {slug!r} is already taken by a loaded module (id {loaded.spec.id}, plugin "
+                         f"{loaded.plugin!r}); pick another")
+    directory = Path(args.dir) if args.dir is not None else Path(names_for(slug)["dist"])
+    made = create(slug, directory, args.id)
+    print(f"wrote module {slug!r} (id {made.module_id}), distribution {made.distribution}, in {directory}/:")
+    for rel in made.files:
+        print(f"  {rel}")
+    print("next:")
+    print(f"  cd {directory} && python3 -m pip install -e . && pytest")
+    print(f"  wiredraw plugins        # lists {slug}")
+    if made.module_id == 999:
+        print("  (999 is the development id: pick a private one, 1000-65535, before you ship)")
+    return 0
+
+
 def cmd_keys(args: argparse.Namespace, _modules: Any) -> int:
     keys = ProbeKeys(args.data_dir)
     if args.action == "add":
@@ -553,6 +574,17 @@ def build_parser(modules: ModuleSet) -> argparse.ArgumentParser:
                        description="List each loaded module: id, slug, version, message types and key templates.")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("new-module", help="scaffold a new module as its own installable distribution",
+                       description="Write a new module's distribution: pyproject (entry point in wiredraw.modules), "
+                       "the module's package (source, messages, key schema, viz translation, README, sample "
+                       "configuration), its message vectors and tests (the conformance suite), green at once.")
+    p.add_argument("slug", help="the module's slug, lower_snake_case (e.g. my_source)")
+    p.add_argument("--dir", default=None, metavar="DIR",
+                   help="where to write it (default: ./wiredraw-<slug with dashes>); must be new or empty")
+    p.add_argument("--id", type=int, default=999,
+                   help="module id: 999 (development, the default) or a private one, 1000-65535")
+    p.set_defaults(func=cmd_new_module)
 
     for name, helptext in (("keys", "manage probe keys"), ("tokens", "manage viewer and collector tokens")):
         p = sub.add_parser(name, help=helptext, description=f"{helptext.capitalize()}, stored in the data "
