@@ -136,15 +136,20 @@ def _viz_time(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _viewer_token(args: argparse.Namespace) -> str | None:
+    """--token-file, else --token, else $WIREDRAW_TOKEN; None when none is given."""
+    if args.token_file is not None:
+        return str(args.token_file.read_text().strip())
+    return args.token or os.environ.get("WIREDRAW_TOKEN") or None
+
+
 def _viz_connect(args: argparse.Namespace) -> Any:
     """A connected VizClient and the module slug to use."""
     from wiredraw.core.server import DEFAULT_VIZ_PORT
     from wiredraw.core.viz_client import VizClient
     from wiredraw.probes.runner import parse_server
 
-    token = args.token or os.environ.get("WIREDRAW_TOKEN", "")
-    if args.token_file is not None:
-        token = args.token_file.read_text().strip()
+    token = _viewer_token(args)
     if not token:
         raise ValueError("a viewer token is needed: --token, --token-file or WIREDRAW_TOKEN "
                          "(make one on the server with `wiredraw tokens add NAME --role viewer`)")
@@ -239,9 +244,7 @@ def cmd_viz(args: argparse.Namespace, _modules: Any) -> int:
     except ImportError as exc:
         print(f"wiredraw viz: the 3D viewer cannot start: {exc} (it needs panda3d and numpy)", file=sys.stderr)
         return 2
-    token = args.token or os.environ.get("WIREDRAW_TOKEN") or None
-    if args.token_file is not None:
-        token = args.token_file.read_text().strip()
+    token = _viewer_token(args)
     try:
         w, h = (int(v) for v in args.size.lower().split("x"))
     except ValueError:
