@@ -16,6 +16,7 @@ import msgpack
 import pytest
 from wiredraw.core.graph import Graph, ModuleViz, Node
 from wiredraw.core.module import IngestContext, Module, WriteBatch, load_module_spec
+from wiredraw.plugins.http_traefik.module import HttpTraefikModule
 from wiredraw.plugins.net_zeek.module import NetZeekModule
 from wiredraw.plugins.proc_events.module import ProcEventsModule
 from wiredraw.testing import ModuleConformance, RedisKit
@@ -40,6 +41,12 @@ class TestProcEventsConformance(ModuleConformance):
     module = ProcEventsModule()
     vectors = VECTORS / "proc_events-messages.json"
     entry_point = "proc_events"
+
+
+class TestHttpTraefikConformance(ModuleConformance):
+    module = HttpTraefikModule()
+    vectors = VECTORS / "http_traefik-messages.json"
+    entry_point = "http_traefik"
 
 
 # --- a small third-party module, and ways to break it ---------------------------------------------------------------
