@@ -77,7 +77,7 @@ DETAILS_CONNS = 50  # connections shown in an edge's details
 DETAILS_NAMES = 50  # DNS names shown in a host's details
 DETAILS_PEERS = 20  # peers shown in a host's details
 FETCH_BATCH = 2000  # commands per pipelined round trip
-FEED_READ_COUNT = 3  # feed entries per XRANGE (up to ~1,500 changes): between reads the reactor serves ingest
+FEED_READ_COUNT = 40  # feed entries per XRANGE (up to ~20,000 changes): between reads the reactor serves ingest
 PENDING_MAX = 10_000  # HTTP responses waiting for their connection
 CLASSIFY_CACHE_MAX = 200_000
 
@@ -534,6 +534,8 @@ class NetZeekViz(ModuleViz):
         state = self._live
         if state is None or self._gap:  # no live graph to build on (yet, or since entries were lost)
             return Change()
+        if events and not any(event == "xadd" for _, event in events):
+            return Change()  # only trims (XADD MINID emits xtrim): nothing new, no round trip
         state.clear_touched()
         pulses: _Pulses = {}
         latest: float | None = None
