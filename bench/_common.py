@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -78,28 +80,40 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def start_server(data_dir: Path, work: Path, procs: list[Proc], profile: str | None) -> dict[str, str]:
-    out_path = work / "server.out"
+def start_server(data_dir: Path, work: Path, procs: list[Proc], profile: str | None = None, *,
+                 extra: Sequence[str] = (), name: str = "wiredraw server") -> tuple[dict[str, str], Proc]:
+    """`wiredraw server --ephemeral` on free ports (plus ``extra`` options), optionally under cProfile: the fields of
+    its ready line (probes=H:P viz=H:P http=H:P redis=URL) and its process."""
+    out_path = work / f"{name.replace(' ', '-')}.out"
     args = ["server", "--data-dir", str(data_dir), "--ephemeral", "--probe-port", "0", "--viz-port", "0",
-            "--http-port", "0"]
+            "--http-port", "0", *extra]
     argv = wiredraw_argv(*args)
     if profile:
         argv = [sys.executable, "-m", "cProfile", "-o", profile, "-m", "wiredraw.core.cli", *args]
     with open(out_path, "wb") as out:
-        server = Proc(argv, env=child_env(), stdout=out, name="wiredraw server")
+        server = Proc(argv, env=child_env(), stdout=out, name=name)
     procs.append(server)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        text = out_path.read_text(errors="replace")
-        for line in text.splitlines():
+        for line in out_path.read_text(errors="replace").splitlines():
             if line.startswith("wiredraw server ready:"):
-                fields = dict(part.split("=", 1) for part in line.split(":", 1)[1].split())
-                return fields  # probes=H:P viz=H:P http=H:P redis=URL
+                return dict(part.split("=", 1) for part in line.split(":", 1)[1].split()), server
         if server.popen.poll() is not None:
-            raise BenchError(f"the server exited ({server.popen.returncode}) before its ready line:\n"
-                             f"{server.tail()}")
+            raise BenchError(f"{name} exited ({server.popen.returncode}) before its ready line:\n{server.tail()}")
         time.sleep(0.05)
-    raise BenchError(f"no ready line from the server in 30 s:\n{server.tail()}")
+    raise BenchError(f"no ready line from {name} in 30 s:\n{server.tail()}")
+
+
+def tear_down(procs: list[Proc], work: Path, keep: bool) -> None:
+    """A benchmark's end, however it ends: processes stopped in reverse (probes and clients first, the server and
+    its redis-server last), then its work directory removed unless ``keep``."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    for proc in reversed(procs):
+        proc.stop()
+    if keep:
+        print(f"kept {work}", file=sys.stderr)
+    else:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def add_key(data_dir: Path, probe_id: str, work: Path) -> Path:

@@ -39,7 +39,6 @@ import json
 import math
 import os
 import pstats
-import shutil
 import signal
 import sys
 import tempfile
@@ -59,6 +58,7 @@ from _common import (
     interrupt,
     si,
     start_server,
+    tear_down,
     wiredraw_argv,
 )
 from wiredraw.core import wire
@@ -181,7 +181,7 @@ def end_to_end(paths: list[Path], n: int, batch: int, work: Path, procs: list[Pr
     import redis
 
     data_dir = work / "data"
-    addrs = start_server(data_dir, work, procs, profile_server)
+    addrs, _server = start_server(data_dir, work, procs, profile_server)
     server_pid = procs[-1].popen.pid
     redis_pid = child_pid(server_pid, "redis")
     r = redis.Redis.from_url(addrs["redis"])
@@ -416,13 +416,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: {exc}", file=sys.stderr)
         code = 1
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        for proc in reversed(procs):  # the probe first, the server (and its redis-server) last
-            proc.stop()
-        if args.keep:
-            print(f"kept {work}", file=sys.stderr)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        tear_down(procs, work, args.keep)
     return code
 
 

@@ -47,7 +47,6 @@ import json
 import math
 import os
 import random
-import shutil
 import signal
 import socket
 import subprocess
@@ -59,7 +58,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from _common import BenchError, Proc, child_env, child_pid, cpu_seconds, get_stats, interrupt, si, wiredraw_argv
+from _common import (
+    BenchError,
+    Proc,
+    child_env,
+    child_pid,
+    cpu_seconds,
+    get_stats,
+    interrupt,
+    si,
+    start_server,
+    tear_down,
+    wiredraw_argv,
+)
 from ingest import top_functions
 from wiredraw.core import wire
 from wiredraw.core.batching import Batcher
@@ -81,29 +92,6 @@ GRAPH_REPEATS = 3
 
 # ---------------------------------------------------------------------------------------------------------
 # processes
-
-
-def start_server(work: Path, data_dir: Path, procs: list[Proc], name: str, extra: list[str],
-                 profile: str | None = None) -> tuple[dict[str, str], Proc]:
-    """`wiredraw server --ephemeral` on free ports with ``extra`` options; its ready line's fields."""
-    out_path = work / f"{name}.out"
-    args = ["server", "--data-dir", str(data_dir), "--ephemeral", "--probe-port", "0", "--viz-port", "0",
-            "--http-port", "0", *extra]
-    argv = wiredraw_argv(*args)
-    if profile:
-        argv = [sys.executable, "-m", "cProfile", "-o", profile, "-m", "wiredraw.core.cli", *args]
-    with open(out_path, "wb") as out:
-        server = Proc(argv, env=child_env(), stdout=out, name=name)
-    procs.append(server)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        for line in out_path.read_text(errors="replace").splitlines():
-            if line.startswith("wiredraw server ready:"):
-                return dict(part.split("=", 1) for part in line.split(":", 1)[1].split()), server
-        if server.popen.poll() is not None:
-            raise BenchError(f"{name} exited ({server.popen.returncode}) before its ready line:\n{server.tail()}")
-        time.sleep(0.05)
-    raise BenchError(f"no ready line from {name} in 30 s:\n{server.tail()}")
 
 
 class Watcher:
@@ -463,7 +451,7 @@ def live_latency(args: argparse.Namespace, work: Path, procs: list[Proc], tpl: d
     key = bytes.fromhex(ProbeKeys(data_dir).add(probe_id))
     token = Tokens(data_dir).add("bench-latency", "viewer")
     extra = ["--live-window", "0"] + (["--full-every", str(args.full_every)] if args.full_every else [])
-    addrs, server = start_server(work, data_dir, procs, "live server", extra, args.profile_server)
+    addrs, server = start_server(data_dir, work, procs, args.profile_server, extra=extra, name="live server")
     ready = time.monotonic()
     server_pid = server.popen.pid
     redis_pid = child_pid(server_pid, "redis")
@@ -549,7 +537,7 @@ def graph_at(args: argparse.Namespace, work: Path, procs: list[Proc], tpl: dict[
     t_build = time.perf_counter()
     messages = day_of_connections(tpl, args.connections, now)
     build = time.perf_counter() - t_build
-    addrs, server = start_server(work, data_dir, procs, "day server", ["--full-every", "3600"])
+    addrs, server = start_server(data_dir, work, procs, extra=["--full-every", "3600"], name="day server")
     redis_pid = child_pid(server.popen.pid, "redis")
     probe = BenchProbe(addrs["probes"], probe_id, key)
     t0 = time.monotonic()
@@ -721,13 +709,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: {exc}", file=sys.stderr)
         code = 1
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        for proc in reversed(procs):
-            proc.stop()
-        if args.keep:
-            print(f"kept {work}", file=sys.stderr)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        tear_down(procs, work, args.keep)
     return code
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import sys
 import tempfile
@@ -47,6 +46,7 @@ from _common import (
     interrupt,
     si,
     start_server,
+    tear_down,
     wiredraw_argv,
 )
 from wiredraw.core import wire
@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     code = 0
     try:
         base = {t: baseline(n, args.batch, t) for t in transports}
-        addrs = start_server(data_dir, work, procs, profile)
+        addrs, _server = start_server(data_dir, work, procs, profile)
         for transport in transports:
             server_pid = procs[0].popen.pid
             redis_pid = child_pid(server_pid, "redis")
@@ -301,15 +301,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: {exc}", file=sys.stderr)
         code = 1
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        for proc in reversed(procs):  # probes first, the server (and its redis-server) last
-            proc.stop()
+        tear_down(procs, work, args.keep)
         if profile:
             print(f"server profile: {profile}  (python3 -m pstats {profile})", file=sys.stderr)
-        if args.keep:
-            print(f"kept {work}", file=sys.stderr)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
     return code
 
 
