@@ -19,7 +19,7 @@ from wiredraw.core.module import IngestContext, Module, WriteBatch, load_module_
 from wiredraw.plugins.http_traefik.module import HttpTraefikModule
 from wiredraw.plugins.net_zeek.module import NetZeekModule
 from wiredraw.plugins.proc_events.module import ProcEventsModule
-from wiredraw.testing import ModuleConformance, RedisKit
+from wiredraw.testing import ModuleConformance, run_check
 from wiredraw.testing.vectors import VectorFileError, load_vectors
 
 pytest_plugins = ["pytester"]
@@ -140,21 +140,9 @@ CHECKS = ["test_declaration_loads_and_matches_registry", "test_vectors_cover_eve
           "test_translation_gives_declared_kinds", "test_readme_has_fixed_sections"]
 
 
-def call(suite: ModuleConformance, check: str) -> None:
-    method = getattr(suite, check)
-    if "conformance_redis" in method.__code__.co_varnames[: method.__code__.co_argcount]:
-        kit = RedisKit.shared()
-        try:
-            method(kit)
-        finally:
-            kit.close()
-    else:
-        method()
-
-
 def fails(suite: ModuleConformance, check: str, *causes: str) -> str:
     with pytest.raises(AssertionError) as info:
-        call(suite, check)
+        run_check(suite, check)
     text = str(info.value)
     for cause in causes:
         assert cause in text, text
@@ -164,7 +152,7 @@ def fails(suite: ModuleConformance, check: str, *causes: str) -> str:
 def test_the_demo_module_passes_every_check(tmp_path):
     suite = demo_suite(tmp_path)
     for check in CHECKS:
-        call(suite, check)
+        run_check(suite, check)
 
 
 # --- the must-hold: a deliberately broken module fails, naming the cause ------------------------------------------
@@ -270,7 +258,7 @@ def test_a_translation_deaf_to_its_events_fails(tmp_path):
     class Deaf(DemoModule):
         viz = LiveViz
 
-    call(demo_suite(tmp_path, module_class=Deaf), "test_translation_gives_declared_kinds")  # "h" covers HSET
+    run_check(demo_suite(tmp_path, module_class=Deaf), "test_translation_gives_declared_kinds")  # "h" covers HSET
     fails(demo_suite(tmp_path, module_class=Deaf, notify_classes="z"), "test_translation_gives_declared_kinds",
           "the live graph stayed empty through 0 keyspace events while graph(-inf, inf) has 2 nodes")
 
@@ -280,7 +268,7 @@ def test_a_module_without_viz_skips_translation(tmp_path):
         viz = None
 
     with pytest.raises(pytest.skip.Exception, match="has no viz translation"):
-        call(demo_suite(tmp_path, module_class=NoViz), "test_translation_gives_declared_kinds")
+        run_check(demo_suite(tmp_path, module_class=NoViz), "test_translation_gives_declared_kinds")
 
 
 def test_a_readme_missing_a_section_fails_naming_it(tmp_path):

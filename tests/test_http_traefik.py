@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,11 +16,11 @@ import redis
 from test_proc_helpers import keyspace_events
 from viz_store import run
 from wiredraw.core.graph import Change, Graph
-from wiredraw.core.module import IngestContext, IngestCounts, Source, WriteBatch, load_module_spec, validate_message
+from wiredraw.core.module import IngestCounts, Source, load_module_spec, validate_message
 from wiredraw.plugins.http_traefik.module import HttpTraefikModule
 from wiredraw.plugins.http_traefik.source import HttpTraefikSource, parse_line
 from wiredraw.plugins.http_traefik.viz import HttpTraefikViz, parse_options
-from wiredraw.testing import ModuleConformance
+from wiredraw.testing import ModuleConformance, write_messages
 
 ROOT = Path(__file__).resolve().parents[1]
 T = 1795341601.0  # 2026-11-22T10:00:01Z
@@ -78,20 +77,7 @@ class Ingester:
         self.module = HttpTraefikModule()
 
     def __call__(self, msgs: Sequence[dict[str, Any]], probe: str = "edge1") -> IngestCounts:
-        spec = self.module.spec
-        for m in msgs:
-            assert validate_message(spec.messages["request"], m) is None, m
-        batch = WriteBatch(spec, "request")
-        batch.counts.records = len(msgs)
-        batch.counts.written = self.module.ingest(IngestContext(probe, "request", time.time()), msgs, batch)
-        pipe = self.client.pipeline(transaction=True)
-        for command in batch.commands:
-            pipe.execute_command(*command)
-        replies = pipe.execute()
-        total = IngestCounts().add(batch.counts)
-        for index, handler in batch.reply_handlers:
-            total.add(handler(replies[index]))
-        return total
+        return write_messages(self.client, self.module, "request", msgs, probe)
 
 
 @pytest.fixture

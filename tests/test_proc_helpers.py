@@ -3,15 +3,15 @@ as the core sends it), recorded events built in tests, and the core's live loop.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any
 
 import redis
 from wiredraw.core.graph import Change, Graph
-from wiredraw.core.module import IngestContext, IngestCounts, WriteBatch, validate_message
+from wiredraw.core.module import IngestCounts
 from wiredraw.plugins.proc_events.keys import PROBES_KEY
 from wiredraw.plugins.proc_events.module import ProcEventsModule
+from wiredraw.testing import write_messages
 
 T0 = 1_700_000_000.0
 
@@ -29,21 +29,7 @@ class ProcIngester:
             self.module.retention = retention
 
     def __call__(self, message_type: str, messages: Sequence[dict[str, Any]], probe: str = "h1") -> IngestCounts:
-        spec = self.module.spec
-        for m in messages:
-            why = validate_message(spec.messages[message_type], m)
-            assert why is None, (message_type, m, why)
-        batch = WriteBatch(spec, message_type)
-        batch.counts.records = len(messages)
-        batch.counts.written = self.module.ingest(IngestContext(probe, message_type, time.time()), messages, batch)
-        pipe = self.client.pipeline(transaction=True)
-        for command in batch.commands:
-            pipe.execute_command(*command)
-        replies = pipe.execute()
-        total = IngestCounts().add(batch.counts)
-        for index, handler in batch.reply_handlers:
-            total.add(handler(replies[index]))
-        return total
+        return write_messages(self.client, self.module, message_type, messages, probe)
 
     def events(self, events: Sequence[tuple[str, dict[str, Any]]], probe: str = "h1") -> None:
         """Recorded (type, message) pairs, one batch per run of one type (as the probe's batcher cuts them)."""

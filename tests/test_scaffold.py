@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 from wiredraw.core.cli import main
 from wiredraw.core.scaffold import ScaffoldError, create, names_for
-from wiredraw.testing import ModuleConformance, RedisKit
+from wiredraw.testing import ModuleConformance, run_check
 
 ROOT = Path(__file__).resolve().parents[1]
 SLUG = "my_source"
@@ -115,15 +115,7 @@ def test_generated_module_passes_the_conformance_suite_in_process(generated_pack
 
     suite = Suite()
     for check in CHECKS:
-        method = getattr(suite, check)
-        if "conformance_redis" in method.__code__.co_varnames[: method.__code__.co_argcount]:
-            kit = RedisKit.shared()
-            try:
-                method(kit)
-            finally:
-                kit.close()
-        else:
-            method()
+        run_check(suite, check)
     # The viz options are checked: a bad one is a ValueError naming it.
     with pytest.raises(ValueError, match="fade"):
         module_py.MySourceModule().make_viz(None, {"fade": -1})

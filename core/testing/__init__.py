@@ -7,8 +7,8 @@
 
 from __future__ import annotations
 
-from wiredraw.testing.conformance import README_SECTIONS, ModuleConformance
-from wiredraw.testing.redis import RedisKit, SyncStore, keyspace_events, run, shared_redis
+from wiredraw.testing.conformance import README_SECTIONS, ModuleConformance, run_check
+from wiredraw.testing.redis import RedisKit, SyncStore, keyspace_events, run, shared_redis, write_messages
 from wiredraw.testing.vectors import ModuleVectors, Vector, VectorFileError, load_vectors
 
 __all__ = [
@@ -22,5 +22,7 @@ __all__ = [
     "keyspace_events",
     "load_vectors",
     "run",
+    "run_check",
     "shared_redis",
+    "write_messages",
 ]

@@ -595,3 +595,17 @@ class _Clock:
 
     def seconds(self) -> float:
         return time.time()
+
+
+def run_check(suite: ModuleConformance, check: str) -> None:
+    """Run one check of ``suite`` outside pytest (a test of the suite itself, a scaffold's smoke test): the checks
+    that need the kit's Redis get a fresh :class:`~wiredraw.testing.redis.RedisKit`."""
+    method = getattr(suite, check)
+    if "conformance_redis" in method.__code__.co_varnames[: method.__code__.co_argcount]:
+        kit = RedisKit.shared()
+        try:
+            method(kit)
+        finally:
+            kit.close()
+    else:
+        method()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import shutil
 import tempfile
+import time
 from collections.abc import Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -23,6 +24,7 @@ import redis
 from twisted.internet import defer
 from twisted.python.failure import Failure
 from wiredraw.core.embedded_redis import EmbeddedRedis
+from wiredraw.core.module import IngestContext, IngestCounts, Module, WriteBatch, validate_message
 
 __all__ = ["RedisKit", "SyncStore", "keyspace_events", "run", "shared_redis"]
 
@@ -199,3 +201,24 @@ def keyspace_events(url: str, patterns: Sequence[str], classes: str, db: int = 0
         pubsub.close()
         listener.close()
         admin.close()
+
+
+def write_messages(client: redis.Redis, module: Module, message_type: str, messages: Sequence[dict[str, Any]],
+                   probe: str = "test") -> IngestCounts:
+    """One batch of a module on the generic path (``Module.ingest``) written as the server writes it: each message
+    validated against the declaration, the batch's commands in one MULTI/EXEC, counted from the replies."""
+    spec = module.spec
+    for m in messages:
+        why = validate_message(spec.messages[message_type], m)
+        assert why is None, (message_type, m, why)
+    batch = WriteBatch(spec, message_type)
+    batch.counts.records = len(messages)
+    batch.counts.written = module.ingest(IngestContext(probe, message_type, time.time()), messages, batch)
+    pipe = client.pipeline(transaction=True)
+    for command in batch.commands:
+        pipe.execute_command(*command)
+    replies = pipe.execute()
+    total = IngestCounts().add(batch.counts)
+    for index, handler in batch.reply_handlers:
+        total.add(handler(replies[index]))
+    return total
