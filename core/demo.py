@@ -50,12 +50,6 @@ def _finish(finished: defer.Deferred[Any], why: str, code: int) -> None:
         finished.callback((why, code))
 
 
-def viewer_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("wiredraw.viz.app") is not None
-
-
 @defer.inlineCallbacks
 def run_demo(reactor: Any, modules: ModuleSet, data_dir: Path, *, module: str | None = None,
              duration: float = 0.0, viewer: bool = True, viewer_args: list[str] | None = None,
@@ -112,7 +106,7 @@ def run_demo(reactor: Any, modules: ModuleSet, data_dir: Path, *, module: str | 
               "Watch it with the command above, or render it: wiredraw demo --offscreen --screenshot demo.png "
               "--duration 20", file=out, flush=True)
         viewer = False
-    if viewer and viewer_available():
+    if viewer:  # the viewer ships with wiredraw (panda3d is a dependency); if it cannot start, it says why
         view = _Viewer()
         argv = [sys.executable, "-m", "wiredraw.core.cli", "viz", "--server", viz, "--token-file", str(token_file),
                 "--module", slug, *(viewer_args or [])]
@@ -133,8 +127,6 @@ def run_demo(reactor: Any, modules: ModuleSet, data_dir: Path, *, module: str | 
                       f"progress (Ctrl-C stops it)", file=sys.stderr, flush=True)
 
         view.ended.addCallback(viewer_ended)
-    elif viewer:
-        print("wiredraw demo: the 3D viewer is not installed; showing progress only", file=out, flush=True)
     if duration > 0:
         reactor.callLater(duration, _finish, finished, "duration", 0)
     why, viewer_code = yield finished
