@@ -132,8 +132,15 @@ def test_connector_probe_sees_echo_too_with_exit_codes(world: World):
                interval=0.3)
     assert "process-event connector" in p.stderr()
     command = SHELL + "; exit 3"
-    sh_pid = run_shell(command)
-    found = check_tree(server, token, sh_pid, command, echo_required=True)
+    # One retry with a fresh shell: on a loaded machine the kernel drops connector events when the probe's socket
+    # buffer is full (ENOBUFS; the source marks itself `lost`). Seen once in a clean-clone CI run, never alone;
+    # the second shell must then show the whole tree.
+    try:
+        sh_pid = run_shell(command)
+        found = check_tree(server, token, sh_pid, command, echo_required=True)
+    except AssertionError:
+        sh_pid = run_shell(command)
+        found = check_tree(server, token, sh_pid, command, echo_required=True)
     assert found["sh"]["attrs"]["code"] == 3 and found["sleep"]["attrs"]["code"] == 0
 
 
