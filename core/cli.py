@@ -172,7 +172,7 @@ def _viz_connect(args: argparse.Namespace) -> Any:
 def cmd_watch(args: argparse.Namespace, _modules: Any) -> int:
     import threading
 
-    from wiredraw.core.viz_client import VizClientError, to_json
+    from wiredraw.core.viz_client import VizClientError, to_json_bytes
 
     try:
         client, module = _viz_connect(args)
@@ -186,7 +186,8 @@ def cmd_watch(args: argparse.Namespace, _modules: Any) -> int:
         view.update(mode="play", t=args.from_, speed=args.speed, window=args.window)
     else:
         view.update(mode="live")
-    out = sys.stdout
+    sys.stdout.flush()
+    out = sys.stdout.buffer  # bytes straight through: a line per message, flushed as it comes
     printed = 0
     try:
         client.subscribe(module, **view)
@@ -194,7 +195,7 @@ def cmd_watch(args: argparse.Namespace, _modules: Any) -> int:
         if args.commands:
             threading.Thread(target=_watch_commands, args=(client,), daemon=True).start()
         for msg in client.messages():
-            out.write(to_json(msg) + "\n")
+            out.write(to_json_bytes(msg) + b"\n")
             out.flush()
             printed += 1
             if args.count and printed >= args.count:
@@ -262,7 +263,7 @@ def cmd_viz(args: argparse.Namespace, _modules: Any) -> int:
 
 
 def cmd_query(args: argparse.Namespace, _modules: Any) -> int:
-    from wiredraw.core.viz_client import VizClientError, to_json
+    from wiredraw.core.viz_client import VizClientError, to_json_bytes
 
     try:
         client, module = _viz_connect(args)
@@ -290,11 +291,12 @@ def cmd_query(args: argparse.Namespace, _modules: Any) -> int:
     except VizClientError as exc:
         print(f"wiredraw query: {exc}", file=sys.stderr)
         return 1
+    sys.stdout.flush()
+    sys.stdout.buffer.write(to_json_bytes(result) + b"\n")  # UTF-8 whatever the locale says
+    sys.stdout.buffer.flush()
     if args.what == "details" and result is None:
-        print(to_json(None))
         print(f"wiredraw query: no element {args.element!r} in that interval", file=sys.stderr)
         return 1
-    print(to_json(result))
     return 0
 
 
@@ -322,7 +324,8 @@ def _server_config(args: argparse.Namespace) -> Any:
                         viz_port=args.viz_port, http_port=args.http_port, ephemeral=args.ephemeral,
                         max_upload=int(args.max_upload_mb * (1 << 20)),
                         retention=None if args.retention_days is None else int(args.retention_days * 86400),
-                        viz_config=args.viz_config, live_window=args.live_window, full_every=args.full_every).check()
+                        viz_config=args.viz_config, live_window=args.live_window, full_every=args.full_every,
+                        viewer_backlog=int(args.viewer_backlog_kb * 1024)).check()
 
 
 def _run_reactor(start: Any) -> int:
@@ -479,6 +482,10 @@ def build_parser(modules: ModuleSet) -> argparse.ArgumentParser:
     p.add_argument("--full-every", type=float, default=30.0, metavar="SECONDS",
                    help="seconds between full graphs sent to viewers, which also recover lost notifications "
                         "(default 30)")
+    p.add_argument("--viewer-backlog-kb", type=float, default=1024.0, metavar="KIB",
+                   help="diffs a viewer that reads slower than they come may have queued before they are dropped "
+                        "and it gets one full graph when it catches up: this many KiB, or the size of its last "
+                        "full graph if bigger, up to 32 MiB (default 1024)")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="log everything to stderr (default: warnings and errors only)")
     p.set_defaults(func=cmd_server)

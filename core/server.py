@@ -34,7 +34,7 @@ from wiredraw.core.notify import KeyspaceSubscriber
 from wiredraw.core.plugins import ModuleSet
 from wiredraw.core.probe_listener import ProbeDatagramProtocol, ProbeStreamFactory
 from wiredraw.core.redis_client import FatalRedisError, RedisClient, RedisError, _redacted
-from wiredraw.core.viz_server import VizFactory
+from wiredraw.core.viz_server import BACKLOG_MAX, BACKLOG_MIN, VizFactory
 from wiredraw.core.vizproto import DEFAULT_FULL_EVERY
 
 DEFAULT_PROBE_PORT, DEFAULT_VIZ_PORT, DEFAULT_HTTP_PORT = 4430, 4431, 4432
@@ -59,6 +59,7 @@ class ServerConfig:
     viz_config: Path | None = None  # TOML: one table of options per module ([net_zeek] ...)
     live_window: float = 3600.0  # seconds of event time the live graph holds (0: everything stored)
     full_every: float = DEFAULT_FULL_EVERY  # seconds between full graphs to live viewers
+    viewer_backlog: int = BACKLOG_MIN  # bytes of diffs a slow viewer may have queued at least (viz_server.py)
     viz_options: dict[str, Any] = field(default_factory=dict)  # loaded from viz_config by check()
 
     def check(self) -> ServerConfig:
@@ -91,6 +92,8 @@ class ServerConfig:
             problems.append(f"--live-window must be >= 0 seconds (0: everything stored), got {self.live_window!r}")
         if not self.full_every >= 1:
             problems.append(f"--full-every must be at least 1 second, got {self.full_every!r}")
+        if not isinstance(self.viewer_backlog, int) or not 0 <= self.viewer_backlog <= BACKLOG_MAX:
+            problems.append(f"--viewer-backlog-kb must be 0 to {BACKLOG_MAX >> 10}, got {self.viewer_backlog!r} bytes")
         if self.viz_config is not None:
             try:
                 self.viz_options = tomllib.loads(Path(self.viz_config).read_text())
@@ -135,12 +138,12 @@ class _LateStore:
         self._server = server
 
     def execute(self, *command: Any) -> defer.Deferred[Any]:
-        assert self._server.redis is not None
-        return self._server.redis.execute(*command)
+        assert self._server.viz_redis is not None
+        return self._server.viz_redis.execute(*command)
 
     def pipeline(self, commands: Sequence[Any]) -> defer.Deferred[list[Any]]:
-        assert self._server.redis is not None
-        return self._server.redis.pipeline(commands)
+        assert self._server.viz_redis is not None
+        return self._server.viz_redis.pipeline(commands)
 
 
 class ListenersService(Service):
@@ -223,6 +226,9 @@ class WiredrawServer(MultiService):
             embedded_service.setServiceParent(self)
             self.stats.gauges["redis_restarts"] = lambda: embedded_service.restarts
         self.redis: RedisClient | None = None
+        # The viz reads on a connection of their own: on the ingest connection each read would wait behind every
+        # ingest pipeline queued before it (tens of ms at 10k records/s), and Redis serves its clients in turn.
+        self.viz_redis: RedisClient | None = None
         self.ingest: Ingest | None = None
         self.listeners: ListenersService | None = None
         self.feeds: dict[str, ModuleFeed] = {}
@@ -277,7 +283,7 @@ class WiredrawServer(MultiService):
                  "edge_kinds": list(self.views[m.spec.slug].edge_kinds)}
                 for m in self.modules if m.spec.slug in self.views]
         self.viz_factory = VizFactory(self.feeds, ids, Tokens(c.data_dir), self.reactor, server_name=_server_name(),
-                                      full_every=c.full_every, modules_info=info)
+                                      full_every=c.full_every, modules_info=info, backlog=c.viewer_backlog)
         self.stats.gauges["viewers"] = lambda: len(self.viz_factory.sessions)
         self.stats.gauges["viewers_refused"] = lambda: self.viz_factory.refusals
         self.stats.gauges["viz"] = lambda: {slug: dict(f.counters) for slug, f in self.feeds.items()}
@@ -285,7 +291,14 @@ class WiredrawServer(MultiService):
                                           self._health_view, self.viz_factory)
         self.listeners.setServiceParent(self)
         self.redis.service.setServiceParent(self)
-        self.redis.service.whenConnected().addCallbacks(self._first_connect, self._fatal)
+        connected = [self.redis.service.whenConnected()]
+        if self.views:
+            self.viz_redis = RedisClient(self.reactor, self.redis_url, on_fatal=self._fatal)
+            self.viz_redis.service.setServiceParent(self)
+            connected.append(self.viz_redis.service.whenConnected())
+            self.stats.gauges["viz_redis_reconnects"] = lambda: self.viz_redis.reconnects if self.viz_redis else 0
+        defer.gatherResults(connected, consumeErrors=True).addCallbacks(
+            self._first_connect, lambda f: self._fatal(getattr(f.value, "subFailure", f)))
 
     @defer.inlineCallbacks
     def _redis_connected(self, protocol: Any) -> Any:

@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
 from wiredraw.core import vizproto
 from wiredraw.core.graph import Edge, Graph, Node
 
@@ -180,10 +181,21 @@ class GraphMirror:
 
 def to_json(obj: Any) -> str:
     """One line of JSON; bytes become text and non-finite numbers null (JSON has neither)."""
+    return to_json_bytes(obj).decode()
+
+
+def to_json_bytes(obj: Any) -> bytes:
+    """:func:`to_json` as UTF-8 bytes, without the decode: orjson (C, several times faster than json, which matters
+    to `wiredraw watch` at 10,000 records/s), falling back to json for what orjson refuses (ints over 64 bits)."""
     try:
-        return json.dumps(obj, default=_json_default, allow_nan=False, separators=(",", ":"))
+        return orjson.dumps(obj, default=_json_default, option=orjson.OPT_NON_STR_KEYS)
+    except orjson.JSONEncodeError:
+        pass
+    try:
+        text = json.dumps(obj, default=_json_default, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
     except ValueError:
-        return json.dumps(_finite(obj), default=_json_default, separators=(",", ":"))
+        text = json.dumps(_finite(obj), default=_json_default, separators=(",", ":"), ensure_ascii=False)
+    return text.encode("utf-8", "backslashreplace")
 
 
 def _json_default(o: Any) -> Any:

@@ -3,10 +3,13 @@
 States: AWAIT_HELLO -> READY (token accepted: requests allowed) -> SUBSCRIBED (a module view: live, at t, or
 play from t at a speed) -> CLOSED. A wrong token gets ``refused`` and the connection is closed.
 
-Back-pressure: the session is its connection's streaming producer. When the viewer stops reading and the
-transport's buffer fills, Twisted pauses it: from then on diffs are not written but dropped, and the view is
-marked stale; when the viewer reads again (resume) it gets one full graph instead. Memory per viewer is thus
-bounded by one graph plus the transport's buffer, however long it stalls.
+Back-pressure: the session is its connection's streaming producer. When the viewer reads slower than diffs come
+and the transport's buffer fills, Twisted pauses it. Diffs are still written while what was written since the
+pause (the backlog) is smaller than a full graph would be (at least BACKLOG_MIN, at most BACKLOG_MAX): a viewer
+that is only briefly slower, as any is when the machine is busy, catches up at no cost. Past that, diffs are
+dropped and the view is marked stale; when the viewer reads again (resume) it gets one full graph instead, which
+is then the cheaper way to catch up. Memory per viewer is thus bounded by the budget plus one graph, however
+long it stalls.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from wiredraw.core.vizproto import VizProtocolError
 from zope.interface import implementer
 
 HELLO_TIMEOUT = 10.0
+BACKLOG_MIN = 1 << 20  # bytes a paused viewer may have queued before its diffs collapse into one full graph ...
+BACKLOG_MAX = 32 << 20  # ... or the size of its last full graph, if bigger, up to this
 PLAY_TICK = 0.5  # seconds of wall time between play steps
 
 
@@ -58,6 +63,8 @@ class VizSession(Protocol):
         self.seq = 0
         self.paused = False
         self.stale = False
+        self.backlog = 0  # bytes written since the transport paused this producer
+        self.full_bytes = 0  # the size of the last full graph sent: what a resync would cost
         self.feed: ModuleFeed | None = None
         self.mode = "live"
         self.t: float | None = None
@@ -91,9 +98,24 @@ class VizSession(Protocol):
     def _hello_timeout(self) -> None:
         self.fail("timeout", f"no hello within {HELLO_TIMEOUT:g} s")
 
-    def send(self, message: dict[str, Any]) -> None:
-        if self.state is not State.CLOSED:
-            self.transport.write(vizproto.pack(message))
+    def send(self, message: dict[str, Any]) -> int:
+        """Write one message; returns its size in bytes (0: closed)."""
+        return self.write(vizproto.pack(message))
+
+    def write(self, frame: bytes) -> int:
+        if self.state is State.CLOSED:
+            return 0
+        self.transport.write(frame)
+        if self.paused:
+            self.backlog += len(frame)
+        return len(frame)
+
+    def _room(self) -> bool:
+        """Whether a diff may go out: the view is not stale, and the viewer reads, or its backlog since it paused
+        is still smaller than a full graph (see the module docstring)."""
+        if self.stale:
+            return False
+        return not self.paused or self.backlog < min(BACKLOG_MAX, max(self.factory.backlog, self.full_bytes))
 
     def fail(self, code: str, reason: str) -> None:
         self.send({"type": "error", "code": code, "reason": reason, "fatal": True})
@@ -104,9 +126,11 @@ class VizSession(Protocol):
     # IPushProducer: the transport says when the viewer stops and starts reading again.
     def pauseProducing(self) -> None:
         self.paused = True
+        self.backlog = 0
 
     def resumeProducing(self) -> None:
         self.paused = False
+        self.backlog = 0
         if self.stale and self.state is State.SUBSCRIBED:
             self.stale = False
             self._send_current("resync")
@@ -311,11 +335,11 @@ class VizSession(Protocol):
         assert self.feed is not None
         self.seq += 1
         self.sent["graph"] += 1
-        self.send({"type": "graph", "seq": self.seq, "module": self.feed.slug, "mode": self.mode, "reason": reason,
+        self.full_bytes = self.send({"type": "graph", "seq": self.seq, "module": self.feed.slug, "mode": self.mode, "reason": reason,
                    "t": t1, "t0": t0, "t1": t1, **self.view.full(graph)})
 
     def _send_diff(self, diff: dict[str, Any], t: float | None) -> None:
-        if self.paused or self.stale:
+        if not self._room():
             self.stale = True  # collapse: the next full graph replaces every diff dropped meanwhile
             self.sent["dropped_diffs"] += 1
             return
@@ -333,7 +357,7 @@ class VizSession(Protocol):
         mine = self.feed
         if mine is None or feed is not mine or self.mode != "live":
             return
-        if self.paused or self.stale:
+        if not self._room():
             self.stale = True
             self.sent["dropped_diffs"] += 1
             return
@@ -342,8 +366,7 @@ class VizSession(Protocol):
             # needed with a filter; a new filter starts a new view with a full graph)
             self.seq += 1
             self.sent["diff"] += 1
-            if self.state is not State.CLOSED:
-                self.transport.write(shared.frame(self.seq, mine.latest))
+            self.write(shared.frame(self.seq, mine.latest))
             return
         diff = self.view.change(mine.graph, change, removed)
         if diff is not None:
@@ -373,7 +396,7 @@ class VizSession(Protocol):
             change = old.diff(graph)
             change.pulses = [Pulse(e.id, "edge", "new", e.first) for e in change.edges if e.id not in old.edges]
             removed = [old.edges[eid] for eid in change.removed_edges]
-            if self.paused or self.stale:
+            if not self._room():
                 self.stale = True
                 return
             diff = self.view.change(graph, change, removed)
@@ -391,8 +414,10 @@ class VizSession(Protocol):
 
 class VizFactory(Factory):
     def __init__(self, feeds: dict[str, ModuleFeed], ids: dict[int, str], tokens: Tokens, clock: Any, *,
-                 server_name: str, full_every: float, modules_info: list[dict[str, Any]]) -> None:
+                 server_name: str, full_every: float, modules_info: list[dict[str, Any]],
+                 backlog: int | None = None) -> None:
         self.feeds, self.ids, self.tokens, self.clock = feeds, ids, tokens, clock
+        self.backlog = BACKLOG_MIN if backlog is None else backlog
         self.server_name, self.full_every = server_name, full_every
         self._modules_info = modules_info
         self.sessions: set[VizSession] = set()

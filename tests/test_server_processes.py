@@ -137,7 +137,9 @@ def test_server_sigkill_leaves_no_redis(world: World) -> None:
 
 
 def test_server_refuses_bad_config(tmp_path: Path) -> None:
-    for args, names in ((("--bind", "nonsense"), "--bind"), (("--redis", "http://x"), "--redis")):
+    for args, names in ((("--bind", "nonsense"), "--bind"), (("--redis", "http://x"), "--redis"),
+                        (("--viewer-backlog-kb", "-1"), "--viewer-backlog-kb"),
+                        (("--viewer-backlog-kb", "40000"), "--viewer-backlog-kb")):
         out = subprocess.run(wiredraw_cmd("server", "--data-dir", str(tmp_path / "data"), "--probe-port", "0",
                                           "--viz-port", "0", "--http-port", "0", *args),
                              env=dev_env(), capture_output=True, text=True, timeout=60)

@@ -140,7 +140,8 @@ def rss_kib(pid: int) -> int:
 
 
 def test_a_viewer_that_stops_reading_gets_one_full_graph_when_it_resumes(world: World):
-    server, token, key_file = start(world, "--live-window", "0", "--full-every", "3600")
+    # a small backlog budget (the default 1 MiB would hold this whole replay's diffs)
+    server, token, key_file = start(world, "--live-window", "0", "--full-every", "3600", "--viewer-backlog-kb", "32")
     host, port = viz_addr(server).split(":")
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fill up fast

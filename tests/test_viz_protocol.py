@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from twisted.internet import task
 from twisted.internet.testing import StringTransport
-from wiredraw.core import vizproto
+from wiredraw.core import viz_server, vizproto
 from wiredraw.core.credentials import Tokens
 from wiredraw.core.graph import Change, Edge, Graph, ModuleViz, Node, Pulse
 from wiredraw.core.live import RECOMPUTE_EVERY, ClientView, ModuleFeed
@@ -341,7 +341,8 @@ def test_lost_subscription_recomputes_and_tells_the_module(env):
     assert g["reason"] == "resync" and "z" in v.mirror.graph.nodes and env.viz.lost == 1
 
 
-def test_a_paused_viewer_gets_one_full_graph_on_resume_and_nothing_meanwhile(env):
+def test_a_paused_viewer_gets_one_full_graph_on_resume_and_nothing_past_its_budget(env):
+    env.factory.backlog = 4096  # --viewer-backlog-kb 4
     env.viz.add(node("a"))
     env.feed.refresh("periodic")
     slow, fast = subscribed(env), subscribed(env)
@@ -350,17 +351,54 @@ def test_a_paused_viewer_gets_one_full_graph_on_resume_and_nothing_meanwhile(env
     for i in range(200):
         env.viz.add(node(f"n{i}", last=11.0 + i))
         events(env)
-    assert slow.transport.value() == b""  # nothing written while paused: bounded
+    queued = slow.transport.value()
+    assert 4096 <= len(queued) < 4096 + 512  # queued up to the budget (and one small diff past it), then bounded
     assert len(fast.received()) == 200  # the other viewer is not held back
-    assert slow.session.sent["dropped_diffs"] == 200
+    kept = slow.received()
+    assert [m["type"] for m in kept] == ["diff"] * len(kept) and 0 < len(kept) < 200
+    assert slow.session.sent["dropped_diffs"] == 200 - len(kept)
     slow.session.resumeProducing()
     (g,) = slow.received()
-    assert g["type"] == "graph" and g["reason"] == "resync"
+    assert g["type"] == "graph" and g["reason"] == "resync" and g["seq"] == kept[-1]["seq"] + 1
     assert slow.mirror.graph == env.viz.store == fast.mirror.graph
     env.viz.add(node("after", last=500.0))
     events(env)
     (d,) = slow.received()
     assert d["type"] == "diff" and d["seq"] == g["seq"] + 1
+
+
+def test_a_briefly_paused_viewer_gets_every_diff_and_no_full_graph(env):
+    env.viz.add(node("a"))
+    env.feed.refresh("periodic")
+    v = subscribed(env)
+    v.received()
+    assert env.factory.backlog == viz_server.BACKLOG_MIN  # the default: 1 MiB
+    v.session.pauseProducing()  # a busy machine: the viewer is a little behind
+    for i in range(50):
+        env.viz.add(node(f"n{i}", last=11.0 + i))
+        events(env)
+    v.session.resumeProducing()
+    got = v.received()
+    assert [m["type"] for m in got] == ["diff"] * 50 and v.session.sent["dropped_diffs"] == 0
+    assert v.mirror.graph == env.viz.store
+
+
+def test_the_backlog_budget_grows_with_the_full_graph(env):
+    """Queueing diffs pays until they add up to a full graph: a big graph allows a bigger backlog."""
+    env.factory.backlog = 1024
+    env.viz.add(*(node(f"big{i}", 0, 10) for i in range(300)))
+    env.feed.refresh("periodic")
+    v = subscribed(env)
+    v.received()
+    full = v.session.full_bytes
+    assert full > 8 * 1024
+    v.session.pauseProducing()
+    for i in range(400):
+        env.viz.add(node(f"n{i}", last=11.0 + i))
+        events(env)
+        if v.session.stale:
+            break
+    assert v.session.stale and full <= v.session.backlog < full + 1024
 
 
 def test_a_failing_translation_is_counted_and_recomputed(env):
@@ -450,3 +488,16 @@ def test_parse_time_accepts_epoch_and_iso():
     assert vizproto.parse_time("2018-11-03T10:13:20Z") == 1541240000.0
     with pytest.raises(ValueError, match="ISO-8601"):
         vizproto.parse_time("yesterday")
+
+
+# -- JSON for watch and query --------------------------------------------------------------------------------
+def test_to_json_writes_what_json_cannot_hold_as_json():
+    from wiredraw.core.viz_client import to_json, to_json_bytes
+
+    obj = {"inf": float("inf"), "nan": float("nan"), "raw": b"ok\xff", "set": {3}, "big": 2**70, "name": "café",
+           "nested": [{"w": -float("inf")}], 7: "int key"}
+    out = json.loads(to_json(obj))
+    assert out == {"inf": None, "nan": None, "raw": "ok\\xff", "set": [3], "big": 2**70, "name": "café",
+                   "nested": [{"w": None}], "7": "int key"}
+    assert to_json_bytes({"name": "café"}) == '{"name":"café"}'.encode()
+    assert "\n" not in to_json({"s": "two\nlines"})  # one message, one line
