@@ -325,6 +325,16 @@ class VizSession(Protocol):
         feed = self.feed
         if feed is None or self.mode != "live" or not feed.ready:
             return  # not ready: the feed's first recompute sends it
+        if self.view.match is None:
+            # everything shows: the frame every unfiltered viewer gets, its elements packed once (the view's
+            # sets are only needed with a filter, as in live_change)
+            if self.paused:
+                self.stale = True
+                return
+            self.seq += 1
+            self.sent["graph"] += 1
+            self.full_bytes = self.write(feed.full_frame(self.seq, reason))
+            return
         iv = feed.interval()
         self._send_graph(feed.graph, reason, iv[0] if iv and not math.isinf(iv[0]) else None, feed.latest)
 

@@ -401,6 +401,41 @@ def test_the_backlog_budget_grows_with_the_full_graph(env):
     assert v.session.stale and full <= v.session.backlog < full + 1024
 
 
+def test_an_element_updated_in_place_is_sent_with_its_new_values(env):
+    """Elements are packed once per object and reused by later full graphs; a module that updates an object it
+    returned before (http_traefik does) names it in its change, and both the diff and the next full graph carry
+    the new values."""
+    a = node("a", bytes=1)
+    env.viz.add(a)
+    env.feed.refresh("periodic")
+    v, f = subscribed(env), subscribed(env, filter="size > 0")
+    v.received(), f.received()
+    env.clock.advance(30.0)  # a periodic full graph: "a" is now packed
+    v.received(), f.received()
+    a.size, a.attrs["bytes"], a.last = 5.0, 5, 20.0
+    env.viz.add(a)
+    events(env)
+    (d,) = v.received()
+    assert d["nodes"][0]["size"] == 5.0 and d["nodes"][0]["attrs"]["bytes"] == 5
+    env.clock.advance(30.0)
+    (g,) = v.received()
+    (fg,) = f.received()[-1:]
+    assert g["nodes"] == fg["nodes"] == [a.to_wire()]
+    assert v.mirror.graph == f.mirror.graph == env.viz.store
+
+
+def test_the_shared_full_graph_is_the_message_a_filtered_viewer_would_get(env):
+    env.viz.add(node("a", 0, 10), node("b", 5, 50), edge("a", "b", 5, 50, service="ssl"))
+    env.feed.refresh("periodic")
+    v, f = subscribed(env), subscribed(env, filter='category != "nothing"')
+    (g,), (fg,) = v.received(), f.received()
+    env.clock.advance(30.0)
+    (g2,), (fg2,) = v.received(), f.received()
+    for shared, own in ((g, fg), (g2, fg2)):
+        assert {k: x for k, x in shared.items() if k != "seq"} == {k: x for k, x in own.items() if k != "seq"}
+    assert g2["reason"] == "periodic" and g2["t0"] is None and g2["t1"] == 50.0 and g2["mode"] == "live"
+
+
 def test_a_failing_translation_is_counted_and_recomputed(env):
     env.viz.add(node("a"))
     env.feed.refresh("periodic")

@@ -12,6 +12,12 @@ Listening needs CAP_NET_ADMIN, and the kernel sends nothing to a listener outsid
 namespaces (it accepts the subscription silently): :meth:`ProcConnector.open_checked` therefore forks a child and
 waits for its events before saying the connector works. Thread events (pid != tgid) are skipped: a process is a
 thread-group leader, as in /proc.
+
+Overflow: events wait in the socket's receive buffer until the reader thread takes them; when it is full the kernel
+drops them and the next recv fails once with ENOBUFS. Nothing says which were dropped, so the reader counts each
+overflow (:attr:`ProcConnector.overflows`) and the source rescans /proc. To make overflows rare the buffer is raised
+to :data:`RCVBUF_BYTES` with SO_RCVBUFFORCE (allowed with CAP_NET_ADMIN, which listening needs anyway, and not capped
+by net.core.rmem_max), else with SO_RCVBUF (capped by rmem_max, often 208 KiB: a few hundred events).
 """
 
 from __future__ import annotations
@@ -45,6 +51,10 @@ FORK = struct.Struct("=IIII")
 EXEC = struct.Struct("=II")
 EXIT = struct.Struct("=IIII")
 CHECK_TIMEOUT = 2.0  # seconds to wait for the test child's events
+# 8 MiB (the kernel doubles it): room for some 15,000 waiting events, seconds of a fork storm while the reader is
+# busy. The memory is only taken while events wait, so a large limit costs nothing on a quiet host.
+RCVBUF_BYTES = 8 << 20
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # 33: asm-generic/socket.h; Python does not name it
 
 
 class ConnectorError(Exception):
@@ -103,26 +113,61 @@ def parse(data: bytes, suspended: float = 0.0) -> Iterator[ProcEvent]:
                 yield ProcEvent("exit", tgid, 0, t, decode_wait_status(status))
 
 
-class ProcConnector:
-    """A subscribed, non-blocking connector socket. ``lost`` turns True when the kernel dropped events (ENOBUFS):
-    the source then rescans /proc."""
+def boottime() -> float:
+    """Seconds since boot, suspend included: the clock of :attr:`ProcEvent.t`."""
+    if hasattr(time, "CLOCK_BOOTTIME"):
+        return time.clock_gettime(time.CLOCK_BOOTTIME)
+    return time.monotonic()
 
-    def __init__(self) -> None:
+
+class ProcConnector:
+    """A subscribed, non-blocking connector socket.
+
+    ``overflows`` counts the times the kernel dropped events (ENOBUFS: the receive buffer was full); the source
+    compares it with the count it last handled and rescans /proc when it grew. ``read_up_to`` (seconds since boot,
+    the clock of event times) says how far the reader thread has queued every event that was not dropped: a rescan
+    of /proc taken at time T may still have events from before T on their way until ``read_up_to >= T``.
+    ``sock``: an already subscribed socket (tests pass a fake one); by default a new one is opened.
+    """
+
+    def __init__(self, sock: Any = None) -> None:
+        self.overflows = 0  # written by the reader thread only
+        self.read_up_to = 0.0
+        self._empty = False  # the last read stopped because the socket had nothing more
+        if sock is None:
+            sock = self._subscribe()
+        self.sock = sock
+        self.rcvbuf = self._grow_buffer()
+
+    @staticmethod
+    def _subscribe() -> Any:
         try:
             sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_CONNECTOR)
         except (OSError, AttributeError) as exc:
             raise ConnectorError(f"no netlink connector socket ({exc})") from exc
         try:
             sock.bind((0, CN_IDX_PROC))
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
             sock.send(control_message(PROC_CN_MCAST_LISTEN))
         except OSError as exc:
             sock.close()
             raise ConnectorError(f"cannot subscribe to process events ({exc.strerror or exc}; needs CAP_NET_ADMIN)"
                                  ) from exc
         sock.setblocking(False)
-        self.sock = sock
-        self.lost = False
+        return sock
+
+    def _grow_buffer(self) -> int:
+        """Raise the receive buffer to :data:`RCVBUF_BYTES` (module docstring); the size the kernel granted, in
+        bytes (0 where it cannot say)."""
+        for option in (SO_RCVBUFFORCE, socket.SO_RCVBUF):
+            try:
+                self.sock.setsockopt(socket.SOL_SOCKET, option, RCVBUF_BYTES)
+                break
+            except OSError:
+                continue  # FORCE needs CAP_NET_ADMIN; plain SO_RCVBUF is capped by rmem_max, never refused
+        try:
+            return int(self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+        except (OSError, TypeError, ValueError):
+            return 0
 
     @classmethod
     def open_checked(cls, timeout: float = CHECK_TIMEOUT) -> ProcConnector:
@@ -158,6 +203,7 @@ class ProcConnector:
         from wiredraw.plugins.proc_events import procfs
 
         while not self._stop.is_set():
+            before = boottime()
             try:
                 events = self.read(wait=0.2, max_datagrams=1)  # one at a time: /proc read at once after it
             except OSError:
@@ -170,6 +216,11 @@ class ProcConnector:
                     if ev.stat is not None:
                         ev.info = procfs.read_exec(ev.pid, ev.stat.comm, proc)
                 self._queue.append(ev)
+            # only once queued: the source may act on read_up_to as soon as it moves
+            if self._empty:  # the socket was empty after ``before``: every earlier event is queued
+                self.read_up_to = max(self.read_up_to, before)
+            elif events:
+                self.read_up_to = max(self.read_up_to, events[-1].t)
 
     def events(self) -> list[ProcEvent]:
         """What the reader thread queued so far, in order."""
@@ -180,20 +231,24 @@ class ProcConnector:
         return out
 
     def read(self, wait: float = 0.0, max_datagrams: int = 100_000) -> list[ProcEvent]:
-        """Every event queued now (waiting up to ``wait`` seconds for the first)."""
+        """Every event queued now (waiting up to ``wait`` seconds for the first). An overflow (ENOBUFS) is counted
+        in :attr:`overflows` and reading goes on: what was queued before and after it is still good."""
         out: list[ProcEvent] = []
-        suspended = time.clock_gettime(time.CLOCK_BOOTTIME) - time.monotonic() if hasattr(time, "CLOCK_BOOTTIME") else 0
+        suspended = boottime() - time.monotonic()
+        self._empty = False
         if wait > 0:
             if not select.select([self.sock], [], [], wait)[0]:
+                self._empty = True
                 return out
         for _ in range(max_datagrams):
             try:
                 data = self.sock.recv(65536)
             except BlockingIOError:
+                self._empty = True
                 break
             except OSError as exc:
                 if exc.errno == errno.ENOBUFS:
-                    self.lost = True
+                    self.overflows += 1
                     continue
                 raise
             out.extend(parse(data, suspended if suspended > 0.001 else 0.0))

@@ -11,7 +11,17 @@ the choice and why is printed at start):
 - **connector**: the kernel's process-event connector (netlink, ``connector.py``) reports every fork, exec and
   exit as it happens, with exit codes. It needs CAP_NET_ADMIN in the initial namespaces; the source checks that
   events really arrive (a container may accept the subscription and send nothing). /proc is still read: for
-  each new process's start time, program and arguments, at start, and after lost events (ENOBUFS).
+  each new process's start time, program and arguments, at start, with each snapshot, and after lost events.
+
+Lost events (connector): when the socket's receive buffer overflows the kernel drops events and says only that
+it did (ENOBUFS). The source counts each overflow (``overflows`` in :meth:`ProcSource.summary`, hence in the
+probe's exit line), rescans /proc at the next poll (``rescans``) and says so on its output (at most once a
+:data:`NOTE_EVERY` seconds). The rescan is the polling diff (:meth:`ProcSource.scan`) against the known tree:
+processes that appeared go out as fork + exec, as polling reports them, and known processes gone (or zombies) as
+exits, so the stored tree converges to /proc. Those exits wait until the reader thread has read past the rescan
+(or :data:`SETTLE_SECONDS`): the process's own exit event, if it was not dropped but only behind in the socket,
+then wins with its exact end and code. A process that began and ended between two rescans with its events
+dropped is not recovered (nothing of it is left to read).
 
 Both read start times the same way (:mod:`procfs`), so a process keeps one identity whichever path saw it.
 
@@ -41,6 +51,8 @@ Key = tuple[int, int]  # (pid, starttime in ticks since boot)
 
 SNAPSHOT_BYTES = 900  # a snapshot message fits a UDP datagram with its envelope
 METHODS = ("auto", "poll", "connector")
+NOTE_EVERY = 60.0  # seconds: at most one line about lost events per this; the counters keep the rest
+SETTLE_SECONDS = 5.0  # a rescan's exits wait at most this long for the reader thread to catch up (see above)
 
 
 @dataclass(slots=True)
@@ -75,7 +87,14 @@ class ProcSource:
         self.next_scan = 0.0
         self.next_snapshot = 0.0
         self.euid = os.geteuid()
-        self.counts = {"scans": 0, "forks": 0, "execs": 0, "exits": 0, "snapshots": 0, "events": 0, "lost": 0}
+        self.counts = {"scans": 0, "forks": 0, "execs": 0, "exits": 0, "snapshots": 0, "events": 0, "overflows": 0,
+                       "rescans": 0}
+        # connector: exits a scan found, waiting for the reader to pass the scan: key -> (end, code, the scan's
+        # connector time, the source time after which to report them anyway)
+        self.pending: dict[Key, tuple[float, int | None, float, float]] = {}
+        self._overflows_seen = 0  # the connector's overflow count the last rescan answered
+        self._since_note = {"overflows": 0, "rescans": 0, "new": 0, "gone": 0}  # not told yet
+        self._next_note = 0.0
         self.connector = connector
         self.method = "poll"
         if method != "poll" and connector is None:
@@ -89,7 +108,9 @@ class ProcSource:
                 self._say(f"polling /proc every {interval:g} s (the process-event connector is not available: {exc})")
         if self.connector is not None:
             self.method = "connector"
-            self._say("following the kernel's process-event connector (netlink), reading /proc for details")
+            kib = getattr(self.connector, "rcvbuf", 0) // 1024
+            self._say("following the kernel's process-event connector (netlink), reading /proc for details"
+                      + (f"; receive buffer {kib} KiB" if kib else ""))
         elif method == "poll":
             self._say(f"polling /proc every {interval:g} s (--method poll)")
 
@@ -99,18 +120,29 @@ class ProcSource:
     # -- Source protocol -------------------------------------------------------------------------------------
     def poll(self, max_messages: int) -> list[Message]:
         now = self.clock()
+        scanned = False
         if self.connector is not None and self.counts["scans"]:
             self._drain(now)
-        if now >= self.next_scan and (self.connector is None or not self.counts["scans"] or self._lost()):
+            self._settle(now)
+        if now >= self.next_scan and (self.connector is None or not self.counts["scans"] or self._overflowed()):
             if self.connector is not None and not self.counts["scans"]:
                 self.connector.start_reader(self.proc)  # events from here on; the scan names what runs already
-            self.scan(now)
+                self._overflows_seen = self.connector.overflows  # the scan covers any before it
+                self.scan(now)
+            elif self.connector is not None:  # events were dropped: /proc says what they would have
+                new, gone = self.scan(now)
+                self._recovered(now, new, gone)
+            else:
+                self.scan(now)
+            scanned = True
             self.next_scan = now + self.interval
         if now >= self.next_snapshot:
-            if self.connector is not None:
+            if self.connector is not None and not scanned:
                 self.scan(now)  # a safety net: what the connector may have missed
             self.snapshot(now)
             self.next_snapshot = now + self.snapshot_every
+        if self.connector is not None and self._since_note["rescans"] and now >= self._next_note:
+            self._note_lost(now)
         out: list[Message] = []
         while self.queue and len(out) < max_messages:
             out.append(self.queue.popleft())
@@ -142,16 +174,22 @@ class ProcSource:
             self.connector.close()
 
     def summary(self) -> dict[str, Any]:
+        """Counters for the probe's exit line; with the connector, ``overflows`` (times the kernel dropped events)
+        and ``rescans`` (the /proc rescans that recovered from them)."""
         return {"method": self.method, "processes": len(self.known), **self.counts}
 
     # -- polling ---------------------------------------------------------------------------------------------
-    def scan(self, now: float) -> None:
-        """One diff of /proc against what is known. The first scan of a run reports no fork or exec: the snapshot
-        that follows it carries the tree (exits of processes restored from the token are reported)."""
+    def scan(self, now: float) -> tuple[int, int]:
+        """One diff of /proc against what is known: the polling method, and with the connector its recovery from
+        lost events. The first scan of a run reports no fork or exec: the snapshot that follows it carries the tree
+        (exits of processes restored from the token are reported). Returns (processes that appeared, known
+        processes found ended)."""
         quiet = self.counts["scans"] == 0
         self.counts["scans"] += 1
+        mark = self.connector.now() if self.connector is not None else 0.0  # before /proc is read
         seen: set[Key] = set()
         new: list[procfs.Stat] = []
+        ended = 0
         for pid in procfs.list_pids(self.proc):
             st = procfs.read_stat(pid, self.proc)
             if st is None:
@@ -160,11 +198,14 @@ class ProcSource:
             seen.add(key)
             k = self.known.get(key)
             if k is None:
+                if st.state == "Z" and self.connector is not None and not quiet:
+                    continue  # dead: its exit event came (and it was forgotten), or was dropped with its fork
                 new.append(st)
             elif k.exited:
                 continue
             elif st.state == "Z" and not quiet:
-                self._exit(key, now, self._zombie_code(st))
+                ended += 1
+                self._ended(key, now, self._zombie_code(st), mark, gone=False)
             elif k.exec is None:  # restored: read its program, report it only if it changed meanwhile
                 k.ppid = st.ppid
                 changed = st.comm != k.comm
@@ -172,13 +213,27 @@ class ProcSource:
             elif st.comm != k.comm and not st.kthread:
                 self._read_exec(k, st.comm, now, report=True)
         for key in [key for key in self.known if key not in seen]:
-            k = self.known[key]
-            if not k.exited:
-                self._exit(key, now, None)
-            self._forget(key)
+            if self.known[key].exited:
+                self._forget(key)
+            else:
+                ended += 1
+                self._ended(key, now, None, mark, gone=True)
         new.sort(key=lambda st: (st.ticks, st.pid))  # parents before their children
         for st in new:
             self._new(st, now, report=not quiet)
+        return (0 if quiet else len(new)), ended
+
+    def _ended(self, key: Key, end: float, code: int | None, mark: float, gone: bool) -> None:
+        """A scan found a known process ended: ``gone``, or a zombie (``code`` as it tells). Polling reports it now
+        (and forgets it once gone; a zombie stays known, exited, until reaped). With the connector its exit event
+        may still be on its way, behind the scan in the socket: the exit is held until the reader passed ``mark``
+        (the scan's connector time), so that event wins with its exact end and code; see :meth:`_settle`."""
+        if self.connector is not None:
+            self.pending.setdefault(key, (end, code, mark, end + SETTLE_SECONDS))
+            return
+        self._exit(key, end, code)
+        if gone:
+            self._forget(key)
 
     def _zombie_code(self, st: procfs.Stat) -> int | None:
         """A zombie's exit status (field 52) is readable by root or its owner; others read 0, i.e. unknown."""
