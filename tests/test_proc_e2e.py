@@ -58,7 +58,9 @@ def find(graph: dict[str, Any], sh_pid: int, command: str) -> dict[str, Any] | N
     return None
 
 
-def check_tree(server: Server, token: str, sh_pid: int, command: str, echo_required: bool) -> dict[str, Any]:
+def check_tree(server: Server, token: str, sh_pid: int, command: str) -> dict[str, Any]:
+    """Wait for the sh and its sleep, both ended, in `query graph`; check them and the edges to the sh's children.
+    Returns the nodes: sh, sleep, echo (a list: the sh's other children)."""
     def ready() -> Any:
         g = query(server, token, "graph")
         sh = find(g, sh_pid, command)
@@ -84,15 +86,13 @@ def check_tree(server: Server, token: str, sh_pid: int, command: str, echo_requi
     assert sleep["attrs"]["end"] - sleep["attrs"]["start"] >= 0.9  # it slept a second
     assert sh["attrs"]["end"] >= sleep["attrs"]["end"] - 0.2  # sh waited for it
     echo = [k for k in kids.values() if k["id"] != sleep["id"]]
-    if echo_required:
-        # the connector reports every process with its exit code; its program only if /proc could be read before it
-        # ended (echo lives about a millisecond): then it is /bin/echo, else unknown (the sh it forked from)
-        assert len(echo) == 1, [(k["label"], k["attrs"]) for k in kids.values()]
-        assert echo[0]["attrs"]["end"] is not None and echo[0]["attrs"]["code"] == 0
-        assert echo[0]["attrs"]["argv"] in (["/bin/echo", "hi"], []), echo[0]["attrs"]
-    else:
-        assert all(k["attrs"]["argv"] == ["/bin/echo", "hi"] for k in echo)  # polling sees it only by luck
     return {"sh": sh, "sleep": sleep, "echo": echo}
+
+
+def dropped_events(p: Proc) -> bool:
+    """Whether the probe said the kernel dropped connector events (ENOBUFS) since it started; it then rescanned
+    /proc (README, troubleshooting), which recovers what ran but not what began and ended unseen."""
+    return "dropped process events" in p.stderr_path.read_text(errors="replace")
 
 
 def test_polling_probe_the_shell_tree_in_query_graph_and_live(world: World):
@@ -105,7 +105,8 @@ def test_polling_probe_the_shell_tree_in_query_graph_and_live(world: World):
                interval=0.3)
     assert "polling /proc every 0.1 s (--method poll)" in p.stderr()
     sh_pid = run_shell(SHELL)
-    found = check_tree(server, token, sh_pid, SHELL, echo_required=False)
+    found = check_tree(server, token, sh_pid, SHELL)
+    assert all(k["attrs"]["argv"] == ["/bin/echo", "hi"] for k in found["echo"])  # polling sees it only by luck
     # polling cannot know exit codes of processes that are not its own zombies: unknown (None) or 0
     assert found["sh"]["attrs"]["code"] in (None, 0) and found["sleep"]["attrs"]["code"] in (None, 0)
 
@@ -132,16 +133,21 @@ def test_connector_probe_sees_echo_too_with_exit_codes(world: World):
                interval=0.3)
     assert "process-event connector" in p.stderr()
     command = SHELL + "; exit 3"
-    # One retry with a fresh shell: on a loaded machine the kernel drops connector events when the probe's socket
-    # buffer is full (ENOBUFS; the source marks itself `lost`). Seen once in a clean-clone CI run, never alone;
-    # the second shell must then show the whole tree.
-    try:
-        sh_pid = run_shell(command)
-        found = check_tree(server, token, sh_pid, command, echo_required=True)
-    except AssertionError:
-        sh_pid = run_shell(command)
-        found = check_tree(server, token, sh_pid, command, echo_required=True)
-    assert found["sh"]["attrs"]["code"] == 3 and found["sleep"]["attrs"]["code"] == 0
+    sh_pid = run_shell(command)
+    found = check_tree(server, token, sh_pid, command)  # sh and sleep live a second: a rescan finds them
+    echo = found["echo"]
+    if not dropped_events(p):
+        # every process with its exit code; echo's program only if /proc could be read before it ended (it lives
+        # about a millisecond): then it is /bin/echo, else unknown
+        assert len(echo) == 1, [(k["label"], k["attrs"]) for k in echo]
+        assert echo[0]["attrs"]["end"] is not None and echo[0]["attrs"]["code"] == 0
+        assert echo[0]["attrs"]["argv"] in (["/bin/echo", "hi"], []), echo[0]["attrs"]
+        assert found["sh"]["attrs"]["code"] == 3 and found["sleep"]["attrs"]["code"] == 0
+    else:
+        # the kernel dropped events (a loaded machine): the rescans recovered the tree, but an exit whose event was
+        # dropped has no code, and echo is missing if its fork was dropped; still nothing of it is left alive
+        assert len(echo) <= 1 and all(k["attrs"]["end"] is not None and k["attrs"]["code"] in (0, None) for k in echo)
+        assert found["sh"]["attrs"]["code"] in (3, None) and found["sleep"]["attrs"]["code"] in (0, None)
 
 
 def test_a_restarted_probe_keeps_identities(world: World):

@@ -123,21 +123,29 @@ def boottime() -> float:
 class ProcConnector:
     """A subscribed, non-blocking connector socket.
 
-    ``overflows`` counts the times the kernel dropped events (ENOBUFS: the receive buffer was full); the source
-    compares it with the count it last handled and rescans /proc when it grew. ``read_up_to`` (seconds since boot,
-    the clock of event times) says how far the reader thread has queued every event that was not dropped: a rescan
-    of /proc taken at time T may still have events from before T on their way until ``read_up_to >= T``.
+    ``overflows`` counts the times the kernel dropped events (ENOBUFS: the receive buffer was full), the latest at
+    ``overflow_at``; the source compares the count with the one it last handled and rescans /proc when it grew.
+    ``read_up_to`` says how far the reader thread has queued every event that was not dropped: a rescan of /proc
+    taken at time T may still have events from before T on their way until ``read_up_to >= T``. The kernel reports
+    ENOBUFS ahead of the events still waiting in the buffer, so those are older than ``overflow_at``. Times are
+    seconds since boot, the clock of event times (:meth:`now`).
     ``sock``: an already subscribed socket (tests pass a fake one); by default a new one is opened.
     """
 
     def __init__(self, sock: Any = None) -> None:
         self.overflows = 0  # written by the reader thread only
+        self.overflow_at = 0.0
         self.read_up_to = 0.0
         self._empty = False  # the last read stopped because the socket had nothing more
         if sock is None:
             sock = self._subscribe()
         self.sock = sock
         self.rcvbuf = self._grow_buffer()
+
+    @staticmethod
+    def now() -> float:
+        """The clock of event times and :attr:`read_up_to` (seconds since boot)."""
+        return boottime()
 
     @staticmethod
     def _subscribe() -> Any:
@@ -171,7 +179,8 @@ class ProcConnector:
 
     @classmethod
     def open_checked(cls, timeout: float = CHECK_TIMEOUT) -> ProcConnector:
-        """Subscribe, then fork a child that exits at once and wait for its fork and exit events."""
+        """Subscribe, then fork a child that exits at once and wait for its fork and exit events. An overflow
+        (ENOBUFS) meanwhile also says that events come (a fork storm may have dropped the child's)."""
         conn = cls()
         try:
             child = os.fork()
@@ -184,7 +193,7 @@ class ProcConnector:
                 for ev in conn.read(wait=0.1):
                     if ev.pid == child:
                         seen.add(ev.kind)
-                if {"fork", "exit"} <= seen:
+                if {"fork", "exit"} <= seen or conn.overflows:
                     return conn
             raise ConnectorError("subscribed, but no event came for a test child (outside the initial namespaces?)")
         except BaseException:
@@ -248,7 +257,8 @@ class ProcConnector:
                 break
             except OSError as exc:
                 if exc.errno == errno.ENOBUFS:
-                    self.overflows += 1
+                    self.overflow_at = boottime()
+                    self.overflows += 1  # after overflow_at: whoever sees the count sees its time
                     continue
                 raise
             out.extend(parse(data, suspended if suspended > 0.001 else 0.0))

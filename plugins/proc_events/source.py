@@ -15,13 +15,15 @@ the choice and why is printed at start):
 
 Lost events (connector): when the socket's receive buffer overflows the kernel drops events and says only that
 it did (ENOBUFS). The source counts each overflow (``overflows`` in :meth:`ProcSource.summary`, hence in the
-probe's exit line), rescans /proc at the next poll (``rescans``) and says so on its output (at most once a
-:data:`NOTE_EVERY` seconds). The rescan is the polling diff (:meth:`ProcSource.scan`) against the known tree:
-processes that appeared go out as fork + exec, as polling reports them, and known processes gone (or zombies) as
-exits, so the stored tree converges to /proc. Those exits wait until the reader thread has read past the rescan
-(or :data:`SETTLE_SECONDS`): the process's own exit event, if it was not dropped but only behind in the socket,
-then wins with its exact end and code. A process that began and ended between two rescans with its events
-dropped is not recovered (nothing of it is left to read).
+probe's exit line), rescans /proc (``rescans``) and says so on its output (at most once a :data:`NOTE_EVERY`
+seconds). A rescan is the polling diff (:meth:`ProcSource.scan`) against the known tree: processes that appeared
+go out as fork + exec, as polling reports them, and known processes gone (or zombies) as exits, so the stored
+tree converges to /proc. It runs at the next poll, for what runs now, and once more when the events that waited
+in the socket before the overflow are applied, for what they said (a fork whose exit was dropped). A rescan's
+exits wait until the reader thread has read past it (or :data:`SETTLE_SECONDS`): the process's own exit event,
+if it was not dropped but only behind in the socket, then wins with its exact end and code. Events older than a
+process a rescan found, about an earlier process with its pid, are skipped (:meth:`ProcSource._drain`). A process
+that began and ended unseen, its events dropped, is not recovered (nothing of it is left to read).
 
 Both read start times the same way (:mod:`procfs`), so a process keeps one identity whichever path saw it.
 
@@ -30,7 +32,7 @@ At start, and every ``snapshot_every`` seconds, the whole tree goes out as ``sna
 
 Resume token: btime (so start times, hence identities, stay the same across probe restarts) and each known
 process's (pid, ticks) with its command name; processes that ended while the probe was down are reported as
-exits at the first poll (end = that poll).
+exits at the first poll (end = that poll; with the connector a moment later, once its reader has caught up).
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ SNAPSHOT_BYTES = 900  # a snapshot message fits a UDP datagram with its envelope
 METHODS = ("auto", "poll", "connector")
 NOTE_EVERY = 60.0  # seconds: at most one line about lost events per this; the counters keep the rest
 SETTLE_SECONDS = 5.0  # a rescan's exits wait at most this long for the reader thread to catch up (see above)
+# A fork event comes a little after the start /proc gives (whole clock ticks, rounded down): a process known with
+# the event's pid that started less than this before the event is the event's own process.
+FORK_SLACK = 2.0 / procfs.CLK_TCK
 
 
 @dataclass(slots=True)
@@ -93,6 +98,7 @@ class ProcSource:
         # connector time, the source time after which to report them anyway)
         self.pending: dict[Key, tuple[float, int | None, float, float]] = {}
         self._overflows_seen = 0  # the connector's overflow count the last rescan answered
+        self._catch_up: tuple[float, float] | None = None  # a rescan due once the reader passed this; deadline
         self._since_note = {"overflows": 0, "rescans": 0, "new": 0, "gone": 0}  # not told yet
         self._next_note = 0.0
         self.connector = connector
@@ -121,21 +127,26 @@ class ProcSource:
     def poll(self, max_messages: int) -> list[Message]:
         now = self.clock()
         scanned = False
+        read_up_to = 0.0
         if self.connector is not None and self.counts["scans"]:
+            read_up_to = self.connector.read_up_to  # before draining: every event up to it is in the queue
             self._drain(now)
-            self._settle(now)
-        if now >= self.next_scan and (self.connector is None or not self.counts["scans"] or self._overflowed()):
-            if self.connector is not None and not self.counts["scans"]:
+            self._settle(now, read_up_to)
+        if now >= self.next_scan:
+            if self.connector is None:
+                self.scan(now)
+                scanned = True
+            elif not self.counts["scans"]:
                 self.connector.start_reader(self.proc)  # events from here on; the scan names what runs already
                 self._overflows_seen = self.connector.overflows  # the scan covers any before it
                 self.scan(now)
-            elif self.connector is not None:  # events were dropped: /proc says what they would have
+                scanned = True
+            elif self._rescan_due(now, read_up_to):  # events were dropped: /proc says what they would have
                 new, gone = self.scan(now)
                 self._recovered(now, new, gone)
-            else:
-                self.scan(now)
-            scanned = True
-            self.next_scan = now + self.interval
+                scanned = True
+            if scanned:
+                self.next_scan = now + self.interval
         if now >= self.next_snapshot:
             if self.connector is not None and not scanned:
                 self.scan(now)  # a safety net: what the connector may have missed
@@ -173,6 +184,11 @@ class ProcSource:
         if self.connector is not None:
             self.connector.close()
 
+    @property
+    def settled(self) -> bool:
+        """No recovery from lost events under way: no rescan due, no exit held for the reader to catch up."""
+        return self._catch_up is None and not self.pending
+
     def summary(self) -> dict[str, Any]:
         """Counters for the probe's exit line; with the connector, ``overflows`` (times the kernel dropped events)
         and ``rescans`` (the /proc rescans that recovered from them)."""
@@ -204,7 +220,7 @@ class ProcSource:
             elif k.exited:
                 continue
             elif st.state == "Z" and not quiet:
-                ended += 1
+                ended += key not in self.pending
                 self._ended(key, now, self._zombie_code(st), mark, gone=False)
             elif k.exec is None:  # restored: read its program, report it only if it changed meanwhile
                 k.ppid = st.ppid
@@ -216,7 +232,7 @@ class ProcSource:
             if self.known[key].exited:
                 self._forget(key)
             else:
-                ended += 1
+                ended += key not in self.pending
                 self._ended(key, now, None, mark, gone=True)
         new.sort(key=lambda st: (st.ticks, st.pid))  # parents before their children
         for st in new:
@@ -294,18 +310,20 @@ class ProcSource:
 
     def _forget(self, key: Key) -> None:
         self.known.pop(key, None)
+        self.pending.pop(key, None)
         if self.by_pid.get(key[0]) == key:
             del self.by_pid[key[0]]
 
     # -- snapshots -------------------------------------------------------------------------------------------
     def snapshot(self, now: float) -> None:
-        """The tree as known, cut into messages of about :data:`SNAPSHOT_BYTES` packed bytes."""
+        """The tree as known, cut into messages of about :data:`SNAPSHOT_BYTES` packed bytes (processes a scan found
+        ended are left out, even while their exit waits in :attr:`pending`)."""
         self.counts["snapshots"] += 1
         packer = msgpack.Packer()
         procs: list[dict[str, Any]] = []
         size = 0
-        for k in sorted(self.known.values(), key=lambda k: (k.start, k.pid)):
-            if k.exited or k.exec is None:
+        for key, k in sorted(self.known.items(), key=lambda item: (item[1].start, item[1].pid)):
+            if k.exited or k.exec is None or key in self.pending:
                 continue
             p = {"pid": k.pid, "ppid": k.ppid, "start": k.start, "t": k.exec_t, **k.exec}
             n = len(packer.pack(p))
@@ -317,23 +335,75 @@ class ProcSource:
         self.queue.append(("snapshot", {"t": now, "procs": procs}))
 
     # -- the connector ---------------------------------------------------------------------------------------
-    def _lost(self) -> bool:
+    def _rescan_due(self, now: float, read_up_to: float) -> bool:
+        """Whether to rescan /proc for lost events (counting the overflows): at once when the reader met a new
+        overflow, for what runs now before it ends too; and once more when every event that waited in the socket
+        before that overflow is applied (``read_up_to``: see :meth:`poll`), for what those older events said:
+        a process whose fork came through but whose exit was dropped is known only then, and /proc says it ended.
+        The second waits at most :data:`SETTLE_SECONDS` for a reader far behind."""
         assert self.connector is not None
-        if self.connector.lost:
-            self.connector.lost = False
-            self.counts["lost"] += 1
+        n = self.connector.overflows  # the reader thread's counter: read once, before its time
+        if n != self._overflows_seen:
+            self.counts["overflows"] += n - self._overflows_seen
+            self._since_note["overflows"] += n - self._overflows_seen
+            self._overflows_seen = n
+            overflow_at = self.connector.overflow_at
+            self._catch_up = None if read_up_to >= overflow_at else (overflow_at, now + SETTLE_SECONDS)
+            return True
+        if self._catch_up is not None and (read_up_to >= self._catch_up[0] or now >= self._catch_up[1]):
+            self._catch_up = None
             return True
         return False
 
+    def _recovered(self, now: float, new: int, gone: int) -> None:
+        """Count a rescan after lost events, and say so (the first at once, then at most once a
+        :data:`NOTE_EVERY` s: see :meth:`_note_lost`)."""
+        self.counts["rescans"] += 1
+        since = self._since_note
+        since["rescans"] += 1
+        since["new"] += new
+        since["gone"] += gone
+        if now >= self._next_note:
+            self._note_lost(now)
+
+    def _note_lost(self, now: float) -> None:
+        since = self._since_note
+        self._say(f"the kernel dropped process events {since['overflows']} time(s) (connector receive buffer full, "
+                  f"ENOBUFS); rescanned /proc {since['rescans']} time(s): {since['new']} process(es) appeared, "
+                  f"{since['gone']} ended meanwhile; {self.counts['overflows']} overflow(s), "
+                  f"{self.counts['rescans']} rescan(s) since start")
+        self._since_note = {name: 0 for name in since}
+        self._next_note = now + NOTE_EVERY
+
+    def _settle(self, now: float, read_up_to: float) -> None:
+        """Report the exits a scan found (:meth:`_ended`) whose own exit event did not come: the events up to
+        ``read_up_to`` (connector time) are applied and it is past the scan (the event was dropped), or
+        :data:`SETTLE_SECONDS` went by (the reader is far behind)."""
+        if not self.pending:
+            return
+        for key, (end, code, mark, deadline) in list(self.pending.items()):
+            if read_up_to >= mark or now >= deadline:
+                if not self.known[key].exited:
+                    self._exit(key, end, code)
+                self._forget(key)
+
     def _drain(self, now: float) -> None:
         """Apply the connector's events (fork, exec, exit of thread-group leaders) in order; the reader thread read
-        /proc for each as it came."""
+        /proc for each as it came.
+
+        A scan (a rescan after lost events, or the snapshot's) reads /proc while events from before it may still
+        wait in the socket: an event is about the process known with its pid only if that one had started by the
+        event's time; an event from before that start belongs to an earlier process with the same pid, whose other
+        events were dropped, and is skipped (else it would end, or duplicate, the live one)."""
         assert self.connector is not None
         for ev in self.connector.events():
             self.counts["events"] += 1
             t = round(self.btime + ev.t, 6)  # the same derivation as start times: btime + time since boot
             st: procfs.Stat | None = ev.stat
+            known = self.known.get(self.by_pid.get(ev.pid, (-1, -1)))
             if ev.kind == "fork":
+                if known is not None and known.start >= t - FORK_SLACK:
+                    continue  # a scan found it first (or a later process with its pid)
                 if st is None:  # already gone: its start from the event's own clock (as the kernel's starttime)
                     ticks = int(ev.t * procfs.CLK_TCK)
                     parent = self.known.get(self.by_pid.get(ev.ppid, (-1, -1)))
@@ -342,6 +412,8 @@ class ProcSource:
                 if (st.pid, st.ticks) not in self.known:
                     self._new(st, now, info=ev.info)
             elif ev.kind == "exec":
+                if known is not None and known.start > t:
+                    continue  # an earlier process with this pid (see above)
                 key = self.by_pid.get(ev.pid)
                 if st is not None and (key is None or key[1] != st.ticks):
                     self._new(st, now, exec_t=t, info=ev.info)  # its fork was missed
@@ -356,7 +428,8 @@ class ProcSource:
                         self._set_exec(k, info, t, report=True)
             elif ev.kind == "exit":
                 key = self.by_pid.get(ev.pid)
-                if key is not None and not self.known[key].exited:
+                if key is None or known is None or known.start > t:
+                    continue
+                if not known.exited:
                     self._exit(key, t, ev.code)
-                if key is not None:
-                    self._forget(key)
+                self._forget(key)
