@@ -345,8 +345,8 @@ class VizSession(Protocol):
         assert self.feed is not None
         self.seq += 1
         self.sent["graph"] += 1
-        self.full_bytes = self.send({"type": "graph", "seq": self.seq, "module": self.feed.slug, "mode": self.mode, "reason": reason,
-                   "t": t1, "t0": t0, "t1": t1, **self.view.full(graph)})
+        self.full_bytes = self.send({"type": "graph", "seq": self.seq, "module": self.feed.slug, "mode": self.mode,
+                                     "reason": reason, "t": t1, "t0": t0, "t1": t1, **self.view.full(graph)})
 
     def _send_diff(self, diff: dict[str, Any], t: float | None) -> None:
         if not self._room():
