@@ -215,6 +215,11 @@ class ModuleViz:
 
     #: Glob patterns of keys (under the module's prefix) whose keyspace events :meth:`on_events` wants.
     watch_keys: ClassVar[Sequence[str]] = ()
+    #: True when :meth:`advance` keeps the live graph exact as the live window moves on: the core then calls it
+    #: every full-graph period instead of recomputing the live graph from Redis every RECOMPUTE_EVERY-th period
+    #: (core/live.py), which re-reads the whole window and holds every diff meanwhile (seconds to minutes on a
+    #: busy sensor). A recompute still follows a lost subscription or a failed translation.
+    follows_window: ClassVar[bool] = False
     #: Node and edge kinds this module produces (declared for `wiredraw plugins` and the conformance suite).
     node_kinds: ClassVar[Sequence[str]] = ()
     edge_kinds: ClassVar[Sequence[str]] = ()
@@ -233,6 +238,13 @@ class ModuleViz:
     async def on_events(self, events: Sequence[tuple[str, str]], graph: Graph) -> Change:
         """Keyspace events ``(key, event)`` in arrival order, at most a few hundred at once. Return the change
         to the live ``graph`` (read it, do not mutate it: the core applies the change)."""
+        return Change()
+
+    async def advance(self, t0: float | None, graph: Graph) -> Change:
+        """Only with :attr:`follows_window`: the live window now starts at ``t0`` (None: it holds everything).
+        Return the change that takes out what no longer counts (everything that ended before ``t0``) and brings in
+        anything stored whose events were missed, so that the live graph equals :meth:`live_graph` ``(t0)``.
+        Called once per full-graph period, under the same lock as :meth:`on_events`."""
         return Change()
 
     async def graph(self, t0: float, t1: float) -> Graph:

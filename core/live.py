@@ -5,8 +5,9 @@ module's translation one batch at a time; the resulting :class:`Change` is appli
 to every live subscriber. Every ``full_every`` seconds every subscriber gets the graph whole (elements that fell
 out of the live window pruned first); at start, after the keyspace subscription was cut, after a failed
 translation, and every ``RECOMPUTE_EVERY``-th period it is recomputed from Redis first: that is how lost
-notifications are recovered (a recompute of a busy window costs seconds, so not every period). Every operation
-on a feed runs under one lock, in order.
+notifications are recovered (a recompute of a busy window costs seconds, so not every period). A module whose
+translation follows the window itself (``ModuleViz.follows_window``) is asked to ``advance`` it every period
+instead of the periodic recompute. Every operation on a feed runs under one lock, in order.
 
 :class:`ClientView` is one viewer's filter over a graph: the elements it shows, so that a change becomes the
 right upserts and removals for that viewer (an edge shows when it passes the filter; a node when it passes or
@@ -302,6 +303,10 @@ class ModuleFeed:
                              slug=self.slug, n=len(events))
             self.clock.callLater(0, self.refresh, "resync")
             return
+        self._publish(change)
+
+    def _publish(self, change: Change) -> None:
+        """Apply a translation's change to the live graph and send it to every live subscriber."""
         if change.t is not None and (self.latest is None or change.t > self.latest):
             self.latest = change.t
         if not change:
@@ -318,12 +323,27 @@ class ModuleFeed:
     # -- full graph ------------------------------------------------------------------------------------------
     def periodic(self) -> defer.Deferred[Any]:
         self._periods += 1
-        if not self.ready or self._periods % RECOMPUTE_EVERY == 0:
+        if not self.ready or (self._periods % RECOMPUTE_EVERY == 0 and not self.viz.follows_window):
             return self.refresh("periodic")
         return self.lock.run(self._resend)
 
-    def _resend(self) -> None:
-        """The live graph to every subscriber, after dropping what left the live window."""
+    @defer.inlineCallbacks
+    def _resend(self) -> Any:
+        """The live graph to every subscriber, after dropping what left the live window (a module that follows
+        the window says what first, sent as a diff)."""
+        if self.viz.follows_window and self.ready:
+            iv = self.interval()
+            t0 = iv[0] if iv is not None and self.window > 0 else None
+            try:
+                change = yield defer.Deferred.fromCoroutine(self.viz.advance(t0, self.graph))
+            except Exception:
+                self.counters["translate_errors"] += 1
+                self.log.failure("module {slug}: moving the live window failed; recomputing the graph",
+                                 slug=self.slug)
+                self.clock.callLater(0, self.refresh, "resync")
+                return
+            self._publish(change)
+            self.counters["advances"] += 1
         iv = self.interval()
         if iv is not None and self.window > 0:
             t0 = iv[0]

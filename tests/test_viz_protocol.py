@@ -314,6 +314,61 @@ def test_periodic_full_graph_repairs_a_viewer_and_counts_in_seq(env):
         assert ("z" in v.mirror.graph.nodes) == (i == RECOMPUTE_EVERY)
 
 
+def test_a_module_that_follows_the_window_is_advanced_each_period_and_never_recomputed(env):
+    calls: list[float | None] = []
+    recomputes = []
+    live_graph = env.viz.live_graph
+
+    async def counting_live_graph(t0):
+        recomputes.append(t0)
+        return await live_graph(t0)
+
+    async def advance(t0, graph):
+        calls.append(t0)
+        gone = [e.id for e in graph.edges.values() if e.last < t0]
+        return Change(removed_edges=gone, removed_nodes=[n for n in graph.nodes if graph.nodes[n].last < t0])
+
+    env.viz.follows_window = True
+    env.viz.live_graph, env.viz.advance = counting_live_graph, advance
+    env.feed.window = 100.0
+    env.viz.add(node("old", 0, 10), node("mid", 0, 10), edge("old", "mid", 0, 10))
+    env.feed.refresh("periodic")
+    v = subscribed(env)
+    v.received()
+    env.viz.add(node("new", 400, 500), node("mid", 0, 500), edge("new", "mid", 400, 500))
+    events(env)
+    v.received()
+    for i in range(RECOMPUTE_EVERY + 1):
+        env.clock.advance(30.0)
+        got = v.received()
+        if i == 0:  # the advance's change goes out as a diff, then the full graph
+            assert [m["type"] for m in got] == ["diff", "graph"] and got[0]["removed_edges"] == ["old>mid"]
+        else:
+            assert [m["type"] for m in got] == ["graph"]
+    assert calls == [400.0] * (RECOMPUTE_EVERY + 1) and len(recomputes) == 1  # the start only
+    assert set(v.mirror.graph.nodes) == {"new", "mid"} and env.feed.counters["advances"] == RECOMPUTE_EVERY + 1
+
+
+def test_a_failing_advance_is_counted_and_recomputed(env):
+    async def broken(t0, graph):
+        raise RuntimeError("boom")
+
+    env.viz.follows_window, env.viz.advance = True, broken
+    env.viz.add(node("a"))
+    env.feed.refresh("periodic")
+    v = subscribed(env)
+    v.received()
+    env.viz.store.apply(Change(nodes=[node("b")]))
+    env.clock.advance(30.0)
+    env.clock.advance(0)
+    assert env.feed.counters["translate_errors"] == 1
+    assert any(m["reason"] == "resync" and "b" in m_nodes(m) for m in v.received() if m["type"] == "graph")
+
+
+def m_nodes(m):
+    return {n["id"] for n in m["nodes"]}
+
+
 def test_periodic_full_graph_prunes_what_left_the_live_window(env):
     env.feed.window = 100.0
     env.viz.add(node("old", 0, 10), node("mid", 0, 10), edge("old", "mid", 0, 10))

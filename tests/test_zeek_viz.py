@@ -220,6 +220,50 @@ def test_live_window_resync_mid_stream_and_a_write_racing_the_recompute(ingest, 
 
 
 @needs_data
+def test_advancing_the_window_keeps_the_live_graph_the_interval_graph(ingest, viz):
+    """The live state follows the window without a recompute: after advance(t0) the live graph is exactly the
+    graph of [t0, inf) (weights count only the window's connections), and the state holds only those."""
+    assert NetZeekViz.follows_window
+    live = LiveFeed(viz)
+    for batch in batches(rolling_files()):
+        ingest(batch)
+        live.step()
+    first, last = run(viz.time_range())
+    before = len(live.graph.edges)
+    shrank = False
+    for frac in (0.2, 0.5, 0.8, 0.95, 0.95, 1.0):
+        t0 = first + frac * (last - first)
+        change = run(viz.advance(t0, live.graph))
+        live.graph.apply(change)
+        live.graph.check()
+        assert_same_graph(live.graph, run(viz.graph(t0, math.inf)))
+        active = run(viz._active(t0, math.inf))
+        assert set(viz._live.conns) == {c.uid for c in active}
+        shrank = shrank or bool(change.removed_edges)
+    assert shrank and len(live.graph.edges) < before
+    # new records still fold on top of the advanced window, and a recompute agrees
+    assert_same_graph(live.graph, run(viz.live_graph(t0)))
+
+
+@needs_data
+def test_advance_folds_entries_whose_events_were_missed(ingest, viz):
+    live = LiveFeed(viz)
+    todo = batches(rolling_files())
+    ingest(todo[0])
+    live.step()
+    ingest(todo[1])
+    ingest(todo[2])
+    live.events()  # their keyspace events never reach the core
+    first, last = run(viz.time_range())
+    assert live.graph != run(viz.graph(first, last))
+    live.graph.apply(run(viz.advance(None, live.graph)))  # the next period's advance reads them
+    assert_same_graph(live.graph, run(viz.graph(first, last)))
+    ingest(todo[3])
+    live.step()  # and events after it fold as before
+    assert_same_graph(live.graph, run(viz.graph(*run(viz.time_range()))))
+
+
+@needs_data
 def test_longer_reports_of_real_open_connections_replace_their_contribution(ingest, viz, redis_client):
     files = tuple(sorted(DAY.glob("open_conn.0[0-3]*.log.gz")))
     live = LiveFeed(viz)

@@ -266,8 +266,11 @@ class GraphState:
 
     first/last only grow: a longer report of a connection (same start, later end) moves them as it should."""
 
-    def __init__(self, classifier: HostClassifier) -> None:
+    def __init__(self, classifier: HostClassifier, *, track_ends: bool = False) -> None:
         self.classifier = classifier
+        # (index_end, uid) of every connection put, when tracked (the live state): what expire() takes out first.
+        # A longer report pushes its new end; the old entry is skipped when it comes up.
+        self.ends: list[tuple[float, str]] | None = [] if track_ends else None
         self.conns: dict[str, ConnFacts] = {}
         self.nodes: dict[str, _NodeAcc] = {}
         self.edges: dict[str, _EdgeAcc] = {}
@@ -290,7 +293,50 @@ class GraphState:
             self._remove(prev)
         self.conns[c.uid] = c
         self._add(c)
+        if self.ends is not None:
+            heapq.heappush(self.ends, (c.index_end, c.uid))
         return True
+
+    def expire(self, t0: float) -> int:
+        """Take out every connection that ended before ``t0`` (as the interval index sees it: what an interval
+        graph from ``t0`` leaves out); returns how many. Needs ``track_ends``."""
+        ends, conns, nodes, edges, n = self.ends, self.conns, self.nodes, self.edges, 0
+        assert ends is not None, "expire() needs a GraphState made with track_ends=True"
+        stale_edges: set[str] = set()  # elements that may have lost the connection that started first
+        stale_nodes: set[str] = set()
+        while ends and ends[0][0] < t0:
+            end, uid = heapq.heappop(ends)
+            c = conns.get(uid)
+            if c is not None and c.index_end == end:
+                del conns[uid]
+                self._remove(c)
+                n += 1
+                e = edges.get(c.orig + ">" + c.resp)
+                if e is not None and c.start <= e.first:
+                    stale_edges.add(c.orig + ">" + c.resp)
+                for ip in (c.orig, c.resp):
+                    node = nodes.get(ip)
+                    if node is not None and c.start <= node.first:
+                        stale_nodes.add(ip)
+        if stale_edges or stale_nodes:
+            # first = the earliest start of the connections left (last needs nothing: those left ended later than
+            # any taken out); one pass over the window's connections, no Redis
+            first_e = dict.fromkeys((eid for eid in stale_edges if eid in edges), math.inf)  # (some went since)
+            first_n = dict.fromkeys((ip for ip in stale_nodes if ip in nodes), math.inf)
+            for c in conns.values():
+                start = c.start
+                if first_e:
+                    eid = c.orig + ">" + c.resp
+                    if eid in first_e and start < first_e[eid]:
+                        first_e[eid] = start
+                for ip in (c.orig, c.resp):
+                    if ip in first_n and start < first_n[ip]:
+                        first_n[ip] = start
+            for eid, first in first_e.items():
+                edges[eid].first = first
+            for ip, first in first_n.items():
+                nodes[ip].first = first
+        return n
 
     def _add(self, c: ConnFacts) -> None:
         orig, resp, start, nbytes = c.orig, c.resp, c.start, c.bytes
@@ -356,6 +402,7 @@ class GraphState:
                 _less(n.ports, port)
             if n.conns_out <= 0 and n.conns_in <= 0:
                 del self.nodes[ip]
+                self.labels.pop(ip, None)  # read again if the host comes back
             self.touched_nodes.add(ip)
 
     def label(self, ip: str) -> str:
@@ -503,8 +550,8 @@ class NetZeekViz(ModuleViz):
             pairs = name_pairs(reply)
             state.labels[ip] = pairs[0] if pairs else None
 
-    async def _fold(self, t0: float, t1: float) -> GraphState:
-        state = GraphState(self.classifier)
+    async def _fold(self, t0: float, t1: float, *, live: bool = False) -> GraphState:
+        state = GraphState(self.classifier, track_ends=live)
         for facts in await self._fetch(await self._active(t0, t1)):
             state.put(facts)
         await self._read_labels(state, list(state.nodes))
@@ -519,7 +566,7 @@ class NetZeekViz(ModuleViz):
         last = await self.store.execute(*feed_last_command())
         cursor = _decode(last) if last is not None else None
         lo = -math.inf if t0 is None else t0
-        state = await self._fold(lo, math.inf)
+        state = await self._fold(lo, math.inf, live=True)
         self._live, self._live_t0, self._cursor, self._gap = state, lo, cursor, False
         for uid in [uid for uid in self._pending if uid in state.conns]:
             del self._pending[uid]  # their connection is in the graph already
@@ -528,14 +575,26 @@ class NetZeekViz(ModuleViz):
     def lost_events(self) -> None:
         self.counters["lost_events"] += 1  # the core recomputes with live_graph next: nothing to undo here
 
+    # The live state follows the window (see advance): no periodic recompute of a whole window is needed.
+    follows_window = True
+
     async def on_events(self, events: Sequence[tuple[str, str]], graph: Graph) -> Change:
         """Fold the feed entries the events announce (no events: all written so far). Pulses are one per element and
         meaning per call, at the latest event time: a burst flashes an edge once."""
+        if events and not any(event == "xadd" for _, event in events):
+            return Change()  # only trims (XADD MINID emits xtrim): nothing new, no round trip
+        return await self._step(events, graph, None)
+
+    async def advance(self, t0: float | None, graph: Graph) -> Change:
+        """Every full-graph period: fold every feed entry written so far (an entry whose event was missed waits for
+        this), then take out the connections that ended before the window's new start ``t0``: the live graph
+        stays the interval graph from ``t0`` on, and the live state holds only the window's connections."""
+        return await self._step((), graph, t0)
+
+    async def _step(self, events: Sequence[tuple[str, str]], graph: Graph, expire_before: float | None) -> Change:
         state = self._live
         if state is None or self._gap:  # no live graph to build on (yet, or since entries were lost)
             return Change()
-        if events and not any(event == "xadd" for _, event in events):
-            return Change()  # only trims (XADD MINID emits xtrim): nothing new, no round trip
         state.clear_touched()
         pulses: _Pulses = {}
         latest: float | None = None
@@ -554,6 +613,9 @@ class NetZeekViz(ModuleViz):
             left -= len(entries or ())
             if not entries or len(entries) < count:
                 break
+        if expire_before is not None and expire_before > self._live_t0:
+            self._live_t0 = expire_before
+            self.counters["expired_conns"] += state.expire(expire_before)
         await self._read_labels(state, sorted(ip for ip in state.created_nodes if ip in state.nodes))
         change = Change(t=latest)
         change.pulses = [Pulse(target, on, meaning, t) for (target, on, meaning), t in pulses.items()]
