@@ -389,9 +389,10 @@ class ModuleFeed:
         for sub in list(self.subscribers):
             sub.live_full(self, reason)
 
-    def full_frame(self, seq: int, reason: str) -> bytes:
-        """The live graph whole, as every unfiltered live viewer gets it (spec/viz.md "graph"): its nodes and edges
-        are packed once per version of the graph, from elements already packed; only the header is per viewer."""
+    def full_frame(self, seq: int, reason: str) -> list[bytes]:
+        """The live graph whole, as every unfiltered live viewer gets it (spec/viz.md "graph"), as the parts of
+        one frame: its nodes and edges are packed once per version of the graph, from elements already packed,
+        and shared, not copied (tens of MB for a big graph); only the header is per viewer."""
         packer = msgpack.Packer(use_bin_type=True)
         if self._full_pairs is None:
             packs, pk = self.packs, packer.pack
@@ -403,9 +404,9 @@ class ModuleFeed:
         t0 = iv[0] if iv is not None and not math.isinf(iv[0]) else None
         head = {"type": "graph", "seq": seq, "module": self.slug, "mode": "live", "reason": reason,
                 "t": self.latest, "t0": t0, "t1": self.latest}
-        body = (packer.pack_map_header(len(head) + 2) + b"".join(packer.pack(k) + packer.pack(v)
-                                                                for k, v in head.items()) + self._full_pairs)
-        return HEADER.pack(len(body)) + body
+        start = packer.pack_map_header(len(head) + 2) + b"".join(packer.pack(k) + packer.pack(v)
+                                                                 for k, v in head.items())
+        return [HEADER.pack(len(start) + len(self._full_pairs)) + start, self._full_pairs]
 
     def interval(self) -> tuple[float, float] | None:
         """The live window as an interval, when anything is stored."""

@@ -102,13 +102,19 @@ class VizSession(Protocol):
         """Write one message; returns its size in bytes (0: closed)."""
         return self.write(vizproto.pack(message))
 
-    def write(self, frame: bytes) -> int:
+    def write(self, frame: bytes | list[bytes]) -> int:
+        """Write one frame, whole or in parts (written in order, not joined); returns its size in bytes."""
         if self.state is State.CLOSED:
             return 0
-        self.transport.write(frame)
+        if isinstance(frame, list):
+            self.transport.writeSequence(frame)
+            size = sum(map(len, frame))
+        else:
+            self.transport.write(frame)
+            size = len(frame)
         if self.paused:
-            self.backlog += len(frame)
-        return len(frame)
+            self.backlog += size
+        return size
 
     def _room(self) -> bool:
         """Whether a diff may go out: the view is not stale, and the viewer reads, or its backlog since it paused
