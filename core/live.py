@@ -144,24 +144,22 @@ class PackCache:
     change names are packed afresh (a module may have updated an object in place)."""
 
     def __init__(self) -> None:
-        self._nodes: dict[str, tuple[Node, bytes]] = {}
+        self._nodes: dict[str, tuple[Node, bytes]] = {}  # id -> (the element object packed, its bytes)
         self._edges: dict[str, tuple[Edge, bytes]] = {}
         self._packer = msgpack.Packer(use_bin_type=True)
 
     def node(self, n: Node) -> bytes:
-        hit = self._nodes.get(n.id)
-        if hit is not None and hit[0] is n:
-            return hit[1]
-        b = self._packer.pack(n.to_wire())
-        self._nodes[n.id] = (n, b)
-        return b
+        return self._packed(self._nodes, n)
 
     def edge(self, e: Edge) -> bytes:
-        hit = self._edges.get(e.id)
-        if hit is not None and hit[0] is e:
+        return self._packed(self._edges, e)
+
+    def _packed(self, table: dict[str, Any], element: Node | Edge) -> bytes:
+        hit = table.get(element.id)
+        if hit is not None and hit[0] is element:
             return hit[1]
-        b = self._packer.pack(e.to_wire())
-        self._edges[e.id] = (e, b)
+        b: bytes = self._packer.pack(element.to_wire())
+        table[element.id] = (element, b)
         return b
 
     def forget(self, change: Change, removed: list[Edge]) -> None:
