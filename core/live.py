@@ -323,7 +323,12 @@ class ModuleFeed:
         self._periods += 1
         if not self.ready or (self._periods % RECOMPUTE_EVERY == 0 and not self.viz.follows_window):
             return self.refresh("periodic")
-        return self.lock.run(self._resend)
+        d = self.lock.run(self._resend)
+        if self._periods % RECOMPUTE_EVERY == 0:
+            # no recompute collects what the steps froze (settle_gc), so do it here: cycles that became garbage
+            # are freed every RECOMPUTE_EVERY periods, not never (one full collection: ~0.1 s at 100k edges)
+            d.addCallback(lambda _: settle_gc())
+        return d
 
     @defer.inlineCallbacks
     def _resend(self) -> Any:

@@ -349,6 +349,34 @@ def test_a_module_that_follows_the_window_is_advanced_each_period_and_never_reco
     assert set(v.mirror.graph.nodes) == {"new", "mid"} and env.feed.counters["advances"] == RECOMPUTE_EVERY + 1
 
 
+def test_a_module_that_follows_the_window_still_gets_frozen_garbage_collected(env):
+    """Each step freezes what the live graph gained (gc.freeze); without periodic recomputes the core still
+    collects every RECOMPUTE_EVERY periods, so cycles that became garbage meanwhile do not stay for good."""
+    import gc
+    import weakref
+
+    class Cycle:
+        pass
+
+    env.viz.follows_window = True
+    env.feed.refresh("periodic")
+    v = subscribed(env)
+    v.received()
+    c = Cycle()
+    c.me = c
+    alive = weakref.ref(c)
+    env.viz.add(node("a"))
+    events(env)  # a step: freezes c too
+    del c
+    assert gc.is_tracked(alive()) and alive() is not None
+    for _ in range(RECOMPUTE_EVERY - 1):
+        env.clock.advance(30.0)
+    gc.collect()
+    assert alive() is not None  # frozen: an ordinary collection does not see it
+    env.clock.advance(30.0)
+    assert alive() is None
+
+
 def test_a_failing_advance_is_counted_and_recomputed(env):
     async def broken(t0, graph):
         raise RuntimeError("boom")
