@@ -16,6 +16,7 @@ from processes import Proc, Server, World, add_key, wait_until, wiredraw_cmd
 from wiredraw.core import vizproto
 from wiredraw.core.credentials import Tokens
 from wiredraw.core.graph import Graph
+from wiredraw.core.live import RECOMPUTE_EVERY
 from wiredraw.core.viz_client import GraphMirror
 from wiredraw.plugins.net_zeek.parser import read_log
 
@@ -202,3 +203,32 @@ def test_lost_notifications_are_recovered_by_the_full_graph(world: World):
     expected = Graph.from_wire(query(server, token, "graph", "--from", str(span["first"]), "--to", str(span["last"])))
     wait_until(lambda: rebuild(messages(w)).graph == expected, 30, "the watcher's graph to match query graph")
     assert any(m["type"] == "graph" and m["reason"] in ("resync", "periodic") for m in messages(w))
+
+
+def test_the_live_window_moves_on_without_recomputes_and_stays_the_interval_graph(world: World):
+    """net_zeek follows the live window (ModuleViz.advance): every period, what ended before the window's start
+    goes out as a diff, and the graph viewers rebuild equals `query graph` over the window; the live graph is
+    recomputed only once, at start."""
+    server, token, key_file = start(world, "--live-window", "600", "--full-every", "1")
+    w = watch(world, server, token, "watch-1")
+    wait_until(lambda: w.lines, 30, "a first graph")
+    probe = replay(world, server, key_file, *(ROLLING / f"conn.{h}.log.gz" for h in ("15:00:00-16:00:00", HOUR)))
+    assert probe.wait(180) == 0, probe.describe()
+    # more than RECOMPUTE_EVERY periods (1 s each): none of them recomputed
+    wait_until(lambda: server.stats()["viz"]["net_zeek"]["advances"] > RECOMPUTE_EVERY, 60, "periods to pass")
+    counters = server.stats()["viz"]["net_zeek"]
+    assert counters["refreshes"] == 1, counters
+
+    msgs = messages(w)
+    last = max(i for i, m in enumerate(msgs) if m["type"] == "graph")
+    full = msgs[last]
+    assert full["reason"] == "periodic" and full["t1"] - full["t0"] == pytest.approx(600)
+    # the diffs before it, the window's moves included, built exactly the graph the full one carries
+    assert rebuild(msgs[:last]).graph == Graph.from_wire(full)
+    expected = query(server, token, "graph", "--from", repr(full["t0"]), "--to", repr(full["t1"]))
+    assert Graph.from_wire(full) == Graph.from_wire(expected)
+    span = query(server, token, "range")
+    everything = query(server, token, "graph", "--from", str(span["first"]), "--to", str(span["last"]))
+    assert 0 < len(expected["edges"]) < len(everything["edges"])  # the window left older connections out
+    removed = sum(len(m.get("removed_edges", ())) for m in msgs if m["type"] == "diff")
+    assert removed > 0  # and they left as diffs
