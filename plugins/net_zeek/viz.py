@@ -34,7 +34,7 @@ import heapq
 import ipaddress
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -523,11 +523,15 @@ class NetZeekViz(ModuleViz):
         self.counters["index_entries_examined"] += examined
         return found
 
-    async def _fetch(self, active: Sequence[ActiveConn], *hosts: str) -> list[ConnFacts]:
+    async def _fetch(self, active: Sequence[ActiveConn], *hosts: str,
+                     each: Callable[[ConnFacts], Any] | None = None) -> list[ConnFacts]:
         """The facts of these connections (records gone with the retention are skipped); with ``hosts``, only
-        the connections between them (a byte test on the packed record first, then the fields)."""
+        the connections between them (a byte test on the packed record first, then the fields). With ``each``,
+        each one is handed to it as its batch arrives instead (folding a big window then yields to the reactor
+        between batches rather than holding it for the whole window), and the list returned is empty."""
         needles = [h.encode() for h in hosts]
         out: list[ConnFacts] = []
+        keep = out.append if each is None else each
         for i in range(0, len(active), FETCH_BATCH):
             chunk = active[i : i + FETCH_BATCH]
             replies = _raise_errors(await self.store.pipeline([conn_command(c.uid) for c in chunk]))
@@ -541,7 +545,7 @@ class NetZeekViz(ModuleViz):
                     continue
                 facts = conn_facts(c.uid, rec, c.start) if isinstance(rec, dict) else None
                 if facts is not None and all(h in (facts.orig, facts.resp) for h in hosts):
-                    out.append(facts)
+                    keep(facts)
         return out
 
     async def _read_labels(self, state: GraphState, ips: Sequence[str]) -> None:
@@ -552,8 +556,7 @@ class NetZeekViz(ModuleViz):
 
     async def _fold(self, t0: float, t1: float, *, live: bool = False) -> GraphState:
         state = GraphState(self.classifier, track_ends=live)
-        for facts in await self._fetch(await self._active(t0, t1)):
-            state.put(facts)
+        await self._fetch(await self._active(t0, t1), each=state.put)
         await self._read_labels(state, list(state.nodes))
         state.clear_touched()
         return state
