@@ -93,7 +93,8 @@ class ServerConfig:
         if not self.full_every >= 1:
             problems.append(f"--full-every must be at least 1 second, got {self.full_every!r}")
         if not isinstance(self.viewer_backlog, int) or not 0 <= self.viewer_backlog <= BACKLOG_MAX:
-            problems.append(f"--viewer-backlog-kb must be 0 to {BACKLOG_MAX >> 10}, got {self.viewer_backlog!r} bytes")
+            problems.append(f"--viewer-backlog-kb must be 0 to {BACKLOG_MAX >> 10} (KiB), "
+                            f"got {self.viewer_backlog / 1024:g}")
         if self.viz_config is not None:
             try:
                 self.viz_options = tomllib.loads(Path(self.viz_config).read_text())
