@@ -47,7 +47,8 @@ def settle_gc() -> None:
     Each translation step freezes again (``gc.freeze()`` costs the same however much it moves): what the graph
     gained since is long-lived, and left in the young generations it made every gen-1 collection walk the last
     few seconds of growth (80 ms at 10,000 records/s). Cycles that became garbage meanwhile wait for the next
-    recompute (every RECOMPUTE_EVERY periods); the server makes few (tens per minute under load)."""
+    recompute, or for a feed whose module follows its window, the collection every RECOMPUTE_EVERY-th period;
+    the server makes few (tens per minute under load)."""
     gc.unfreeze()
     gc.collect()
     gc.freeze()
@@ -191,17 +192,6 @@ class SharedDiff:
         self.cache = cache if cache is not None else PackCache()
         self._pairs: bytes | None = None
         self._count = 0
-
-    def wire(self) -> dict[str, Any]:
-        g, ch = self.graph, self.change
-        return {
-            "nodes": [n.to_wire() for n in ch.nodes if g.nodes.get(n.id) is n],
-            "edges": [e.to_wire() for e in ch.edges if g.edges.get(e.id) is e],
-            "removed_nodes": [nid for nid in ch.removed_nodes if nid not in g.nodes],
-            "removed_edges": [e.id for e in self.removed],
-            "pulses": [p.to_wire() for p in ch.pulses
-                       if (p.target in g.edges if p.on == "edge" else p.target in g.nodes)],
-        }
 
     def frame(self, seq: int, t: float | None) -> bytes:
         """The whole frame for one viewer: a map header for the entries, ``type`` and ``seq``, then the shared
