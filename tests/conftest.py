@@ -4,11 +4,51 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
 from processes import World, short_dir
 from wiredraw.core.embedded_redis import EmbeddedRedis
+
+# --- the code under test ----------------------------------------------------------------------------------
+# The tree is not importable as `wiredraw` (core/ installs as wiredraw.core, ...): the tests import the installed
+# copy. A copy installed before the last edit (pip install ., not -e) would be tested instead of the tree, green
+# or red for the wrong code; refuse to run then.
+
+
+def _stale_install() -> list[str]:
+    import importlib.util
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    dirs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    differ = []
+    for package, folder in dirs.items():
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            differ.append(f"{folder}/ (not installed)")
+            continue
+        installed = Path(next(iter(spec.submodule_search_locations))).resolve()
+        if installed == (root / folder).resolve():
+            continue  # an editable install: the tree itself
+        for source in sorted((root / folder).glob("*.py")):
+            copy = installed / source.name
+            if not copy.is_file() or copy.read_bytes() != source.read_bytes():
+                differ.append(str(source.relative_to(root)))
+    return differ
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    differ = _stale_install()
+    if differ:
+        raise pytest.UsageError(
+            f"the installed wiredraw is not this working tree ({len(differ)} file(s) differ: "
+            f"{', '.join(differ[:5])}{' ...' if len(differ) > 5 else ''}); the tests would run the installed copy. "
+            f"Install the tree again: python3 -m pip install -e '.[test]' (editable, for development) or "
+            f"python3 -m pip install '.[test]'"
+        )
+
 
 # --- Redis ---------------------------------------------------------------------------------------------
 # One private, ephemeral redis-server for the whole session (the same starter the server uses);
