@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import pstats
 import shutil
 import signal
 import subprocess
@@ -13,7 +14,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -104,12 +105,36 @@ def start_server(data_dir: Path, work: Path, procs: list[Proc], profile: str | N
     raise BenchError(f"no ready line from {name} in 30 s:\n{server.tail()}")
 
 
+def stop_all(procs: list[Proc]) -> None:
+    """Stop these processes in reverse order of start (probes and clients first, the server and its redis-server
+    last) and forget them."""
+    for proc in reversed(procs):
+        proc.stop()
+    procs.clear()
+
+
+def run_guarded(body: Callable[[], None], procs: list[Proc], work: Path, keep: bool) -> int:
+    """Run a benchmark's ``body``; returns the exit code. Ctrl-C or a SIGTERM (130) and a BenchError (1) end it
+    with a message, and whatever happens its processes are stopped and ``work`` removed (see tear_down)."""
+    signal.signal(signal.SIGTERM, interrupt)  # a SIGTERM to the bench cleans up like Ctrl-C does
+    try:
+        body()
+        return 0
+    except KeyboardInterrupt:
+        print("bench: interrupted; stopping everything", file=sys.stderr)
+        return 130
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        tear_down(procs, work, keep)
+
+
 def tear_down(procs: list[Proc], work: Path, keep: bool) -> None:
     """A benchmark's end, however it ends: processes stopped in reverse (probes and clients first, the server and
     its redis-server last), then its work directory removed unless ``keep``."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    for proc in reversed(procs):
-        proc.stop()
+    stop_all(procs)
     if keep:
         print(f"kept {work}", file=sys.stderr)
     else:
@@ -172,3 +197,18 @@ def si(x: float | None) -> str:
 
 def interrupt(_signum: int, _frame: Any) -> None:
     raise KeyboardInterrupt
+
+
+def top_functions(path: str, n: int = 12) -> str:
+    """The ``n`` functions with the most own time in a cProfile stats file, one line each."""
+    try:
+        st = pstats.Stats(path)
+    except (OSError, TypeError, EOFError) as exc:
+        return f"  (no profile at {path}: {exc})"
+    rows = sorted(st.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:n]  # type: ignore[attr-defined]
+    total = st.total_tt  # type: ignore[attr-defined]
+    out = [f"  {total:.1f} s profiled; top {n} by own time:"]
+    for (file, line, func), (_cc, ncalls, tottime, cumtime, _callers) in rows:
+        where = f"{Path(file).name}:{line}({func})" if line else func
+        out.append(f"  {tottime:7.2f} s own {cumtime:7.2f} s cum {ncalls:>9,}  {where}")
+    return "\n".join(out)

@@ -38,8 +38,6 @@ import gc
 import json
 import math
 import os
-import pstats
-import signal
 import sys
 import tempfile
 import time
@@ -55,10 +53,11 @@ from _common import (
     child_pid,
     cpu_seconds,
     get_stats,
-    interrupt,
+    run_guarded,
     si,
     start_server,
-    tear_down,
+    stop_all,
+    top_functions,
     wiredraw_argv,
 )
 from wiredraw.core import wire
@@ -312,20 +311,6 @@ def ceiling(bodies: list[bytes], work: Path, depth: int, notify: str) -> dict[st
 # report
 
 
-def top_functions(path: str, n: int = 12) -> str:
-    try:
-        st = pstats.Stats(path)
-    except (OSError, TypeError, EOFError) as exc:
-        return f"  (no profile at {path}: {exc})"
-    rows = sorted(st.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:n]  # type: ignore[attr-defined]
-    total = st.total_tt  # type: ignore[attr-defined]
-    out = [f"  {total:.1f} s profiled; top {n} by own time:"]
-    for (file, line, func), (_cc, ncalls, tottime, cumtime, _callers) in rows:
-        where = f"{Path(file).name}:{line}({func})" if line else func
-        out.append(f"  {tottime:7.2f} s own {cumtime:7.2f} s cum {ncalls:>9,}  {where}")
-    return "\n".join(out)
-
-
 def report(n: int, batch: int, src: dict[str, Any], e2e: dict[str, Any], ceil: dict[str, Any]) -> None:
     ratio = e2e["records_per_s"] / ceil["records_per_s"] if ceil["records_per_s"] else math.nan
     print(f"wiredraw bench ingest: {n:,} conn records ({src['files']} shifted copies of a real day), batch "
@@ -383,11 +368,11 @@ def main(argv: list[str] | None = None) -> int:
     prof_server = str(Path(args.profile_server).resolve()) if args.profile_server else None
     prof_probe = str(Path(args.profile_probe).resolve()) if args.profile_probe else None
 
-    signal.signal(signal.SIGTERM, interrupt)  # a SIGTERM to the bench cleans up like Ctrl-C does
     work = Path(tempfile.mkdtemp(prefix="wiredraw-bench-ingest-"))
     procs: list[Proc] = []
-    code = 0
-    try:
+
+    def body() -> None:
+        nonlocal n  # the copies written may round it
         t0 = time.perf_counter()
         paths, n = write_copies(work, n)
         print(f"bench: {n:,} records in {len(paths)} files under {work} ({time.perf_counter() - t0:.1f} s)",
@@ -397,9 +382,7 @@ def main(argv: list[str] | None = None) -> int:
             raise BenchError(f"the source returned {src['conns']:,} conn records, expected {n:,}")
         gc.collect()
         e2e = end_to_end(paths, n, args.batch, work, procs, prof_server, prof_probe)
-        for proc in reversed(procs):  # the server's redis-server goes before the ceiling's starts
-            proc.stop()
-        procs.clear()
+        stop_all(procs)  # the server's redis-server goes before the ceiling's starts
         ceil = ceiling(bodies, work, args.depth, e2e["notify"])
         report(n, args.batch, src, e2e, ceil)
         for label, path in (("server", prof_server), ("probe", prof_probe)):
@@ -409,15 +392,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"bench": "ingest", "records": n, "batch": args.batch, "cpus": os.cpu_count(),
                           "source": src, "end_to_end": e2e, "ceiling": ceil,
                           "ratio": round(ratio, 4) if ratio else None}, separators=(",", ":")))
-    except KeyboardInterrupt:
-        print("bench: interrupted; stopping everything", file=sys.stderr)
-        code = 130
-    except BenchError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        code = 1
-    finally:
-        tear_down(procs, work, args.keep)
-    return code
+
+    return run_guarded(body, procs, work, args.keep)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,6 @@ import json
 import math
 import os
 import random
-import signal
 import socket
 import subprocess
 import sys
@@ -65,13 +64,13 @@ from _common import (
     child_pid,
     cpu_seconds,
     get_stats,
-    interrupt,
+    run_guarded,
     si,
     start_server,
-    tear_down,
+    stop_all,
+    top_functions,
     wiredraw_argv,
 )
-from ingest import top_functions
 from wiredraw.core import wire
 from wiredraw.core.batching import Batcher
 from wiredraw.core.credentials import ProbeKeys, Tokens
@@ -683,18 +682,15 @@ def main(argv: list[str] | None = None) -> int:
         args.profile_server = str(Path(args.profile_server).resolve())
 
     sys.setswitchinterval(0.001)  # the stamping threads get the GIL promptly
-    signal.signal(signal.SIGTERM, interrupt)
     work = Path(tempfile.mkdtemp(prefix="wiredraw-bench-latency-"))
     procs: list[Proc] = []
-    code = 0
-    try:
+
+    def body() -> None:
         tpl = template_fields()
         live = day = None
         if not args.no_live:
             live = live_latency(args, work, procs, tpl)
-            for proc in reversed(procs):  # watchers first, the server (and its redis-server) last
-                proc.stop()
-            procs.clear()
+            stop_all(procs)  # watchers first, the server (and its redis-server) last
         if args.connections:
             day = graph_at(args, work, procs, tpl)
         report(live, day, args)
@@ -702,16 +698,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"live server profile {args.profile_server}:\n{top_functions(args.profile_server)}")
         print(json.dumps({"bench": "latency", "cpus": os.cpu_count(), "tick_ms": args.tick, "hosts": args.hosts,
                           "seconds": args.seconds, "live": live, "graph_at": day}, separators=(",", ":")))
-    except KeyboardInterrupt:
-        print("bench: interrupted; stopping everything", file=sys.stderr)
-        code = 130
-    except BenchError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        code = 1
-    finally:
-        tear_down(procs, work, args.keep)
-    return code
 
+    return run_guarded(body, procs, work, args.keep)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import tempfile
 import time
@@ -43,10 +42,9 @@ from _common import (
     child_pid,
     cpu_seconds,
     get_stats,
-    interrupt,
+    run_guarded,
     si,
     start_server,
-    tear_down,
     wiredraw_argv,
 )
 from wiredraw.core import wire
@@ -262,14 +260,12 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--records and --batch must be positive; --transports takes tcp and/or udp")
     profile = str(Path(args.profile_server).resolve()) if args.profile_server else None
 
-    # A SIGTERM to the bench must clean up like Ctrl-C does.
-    signal.signal(signal.SIGTERM, interrupt)
     work = Path(tempfile.mkdtemp(prefix="wiredraw-bench-wire-"))
     data_dir = work / "data"
     procs: list[Proc] = []
     results: list[dict[str, Any]] = []
-    code = 0
-    try:
+
+    def body() -> None:
         base = {t: baseline(n, args.batch, t) for t in transports}
         addrs, _server = start_server(data_dir, work, procs, profile)
         for transport in transports:
@@ -294,18 +290,11 @@ def main(argv: list[str] | None = None) -> int:
                                                 / base[r["transport"]]["records_per_s"], 4))
                                for r in results]}
         print(json.dumps(summary, separators=(",", ":")))
-    except KeyboardInterrupt:
-        print("bench: interrupted; stopping everything", file=sys.stderr)
-        code = 130
-    except BenchError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        code = 1
-    finally:
-        tear_down(procs, work, args.keep)
-        if profile:
-            print(f"server profile: {profile}  (python3 -m pstats {profile})", file=sys.stderr)
-    return code
 
+    code = run_guarded(body, procs, work, args.keep)
+    if profile:
+        print(f"server profile: {profile}  (python3 -m pstats {profile})", file=sys.stderr)
+    return code
 
 if __name__ == "__main__":
     sys.exit(main())
