@@ -474,6 +474,22 @@ def _pulse(pulses: _Pulses, target: str, on: Literal["node", "edge"], meaning: s
     pulses[key] = t if seen is None or (t is not None and t > seen) else seen
 
 
+def _touched(ids: set[str], have: Mapping[str, Any], build: Callable[[str], Any],
+             shown: Mapping[str, Any]) -> tuple[list[Any], list[str]]:
+    """What the touched elements ``ids`` change in a graph that shows ``shown``: the ones the state still ``has``
+    and that differ, built whole (upserts), and the ones it lost that the graph shows (removals); in id order."""
+    upserts: list[Any] = []
+    removals: list[str] = []
+    for key in sorted(ids):
+        if key in have:
+            element = build(key)
+            if shown.get(key) != element:
+                upserts.append(element)
+        elif key in shown:
+            removals.append(key)
+    return upserts, removals
+
+
 def _is_ip(s: str) -> bool:
     try:
         ipaddress.ip_address(s.split("%", 1)[0])
@@ -622,20 +638,8 @@ class NetZeekViz(ModuleViz):
         await self._read_labels(state, sorted(ip for ip in state.created_nodes if ip in state.nodes))
         change = Change(t=latest)
         change.pulses = [Pulse(target, on, meaning, t) for (target, on, meaning), t in pulses.items()]
-        for ip in sorted(state.touched_nodes):
-            if ip in state.nodes:
-                node = state.node(ip)
-                if graph.nodes.get(ip) != node:
-                    change.nodes.append(node)
-            elif ip in graph.nodes:
-                change.removed_nodes.append(ip)
-        for eid in sorted(state.touched_edges):
-            if eid in state.edges:
-                edge = state.edge(eid)
-                if graph.edges.get(eid) != edge:
-                    change.edges.append(edge)
-            elif eid in graph.edges:
-                change.removed_edges.append(eid)
+        change.nodes, change.removed_nodes = _touched(state.touched_nodes, state.nodes, state.node, graph.nodes)
+        change.edges, change.removed_edges = _touched(state.touched_edges, state.edges, state.edge, graph.edges)
         return change
 
     def _fold_entry(self, state: GraphState, entry_id: str, fields: Sequence[bytes], pulses: _Pulses) -> float | None:
