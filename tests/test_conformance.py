@@ -19,7 +19,7 @@ from wiredraw.core.module import IngestContext, Module, WriteBatch, load_module_
 from wiredraw.plugins.http_traefik.module import HttpTraefikModule
 from wiredraw.plugins.net_zeek.module import NetZeekModule
 from wiredraw.plugins.proc_events.module import ProcEventsModule
-from wiredraw.testing import ModuleConformance, run_check
+from wiredraw.testing import CHECKS, ModuleConformance, run_check
 from wiredraw.testing.vectors import VectorFileError, load_vectors
 
 pytest_plugins = ["pytester"]
@@ -134,10 +134,6 @@ def demo_suite(tmp_path: Path, *, module_class: type[DemoModule] = DemoModule, e
     return Suite()
 
 
-CHECKS = ["test_declaration_loads_and_matches_registry", "test_vectors_cover_every_message_type",
-          "test_valid_vectors_validate_and_round_trip", "test_invalid_vectors_are_refused",
-          "test_bad_input_raises_only_the_protocol_error", "test_keys_written_match_declared_templates",
-          "test_translation_gives_declared_kinds", "test_readme_has_fixed_sections"]
 
 
 def fails(suite: ModuleConformance, check: str, *causes: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import helpers
 import redis
 from wiredraw.core.graph import Change, Graph
 from wiredraw.core.module import IngestCounts
@@ -64,23 +65,8 @@ def exit_(pid: int, start: float, end: float, code: int | None = 0) -> tuple[str
 
 
 def keyspace_events(client: redis.Redis, action: Any, pattern: str = "wd:proc_events:*") -> list[tuple[str, str]]:
-    """Every keyspace notification on matching keys while ``action`` runs (a sentinel write marks the end)."""
-    client.config_set("notify-keyspace-events", "KA")
-    pubsub = client.pubsub()
-    pubsub.psubscribe(f"__keyspace@0__:{pattern}", "__keyspace@0__:test:sentinel")
-    for _ in range(2):
-        pubsub.get_message(timeout=1)
-    action()
-    client.set("test:sentinel", 1)
-    out = []
-    while (m := pubsub.get_message(timeout=5)) is not None:
-        key = m["channel"].decode().split(":", 1)[1]
-        if key == "test:sentinel":
-            break
-        out.append((key, m["data"].decode()))
-    pubsub.close()
-    client.delete("test:sentinel")
-    return out
+    """Every keyspace notification on matching keys while ``action`` runs."""
+    return helpers.keyspace_events(client, action, pattern)
 
 
 class ProcLiveFeed:

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 from wiredraw.core.cli import main
 from wiredraw.core.scaffold import ScaffoldError, create, names_for
-from wiredraw.testing import ModuleConformance, run_check
+from wiredraw.testing import CHECKS, ModuleConformance, run_check
 
 ROOT = Path(__file__).resolve().parents[1]
 SLUG = "my_source"
@@ -46,10 +46,6 @@ EXPECTED = {
     "wiredraw_my_source/viz.py",
     "wiredraw_my_source/viz.sample.toml",
 }
-CHECKS = ["test_declaration_loads_and_matches_registry", "test_vectors_cover_every_message_type",
-          "test_valid_vectors_validate_and_round_trip", "test_invalid_vectors_are_refused",
-          "test_bad_input_raises_only_the_protocol_error", "test_keys_written_match_declared_templates",
-          "test_translation_gives_declared_kinds", "test_readme_has_fixed_sections"]
 
 
 def _clean_env(**extra: str) -> dict[str, str]:

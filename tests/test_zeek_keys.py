@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import helpers
 import msgpack
 import pytest
 from wiredraw.core.module import IngestContext, WriteBatch
@@ -47,17 +48,7 @@ def ingest(redis_client):
 
 def keyspace_events(redis_client, action):
     """Every keyspace notification on net_zeek keys while ``action`` runs."""
-    redis_client.config_set("notify-keyspace-events", "KA")
-    pubsub = redis_client.pubsub()
-    pubsub.psubscribe("__keyspace@0__:wd:net_zeek:*")
-    pubsub.get_message(timeout=1)  # the subscribe confirmation
-    action()
-    redis_client.ping()
-    events = []
-    while (m := pubsub.get_message(timeout=0.2)) is not None:
-        events.append((m["channel"].decode().split(":", 1)[1], m["data"].decode()))
-    pubsub.close()
-    return events
+    return helpers.keyspace_events(redis_client, action, "wd:net_zeek:*")
 
 
 def test_conn_and_details_are_stored_with_indexes(ingest, redis_client):

@@ -7,11 +7,12 @@
 
 from __future__ import annotations
 
-from wiredraw.testing.conformance import README_SECTIONS, ModuleConformance, run_check
+from wiredraw.testing.conformance import CHECKS, README_SECTIONS, ModuleConformance, run_check
 from wiredraw.testing.redis import RedisKit, SyncStore, keyspace_events, run, shared_redis, write_messages
 from wiredraw.testing.vectors import ModuleVectors, Vector, VectorFileError, load_vectors
 
 __all__ = [
+    "CHECKS",
     "README_SECTIONS",
     "ModuleConformance",
     "ModuleVectors",

@@ -597,6 +597,12 @@ class _Clock:
         return time.time()
 
 
+#: Every check of the suite, by name, except the entry-point one (it needs the module installed): what
+#: :func:`run_check` can run outside pytest, derived from the class so that a new check is never left out.
+CHECKS: tuple[str, ...] = tuple(name for name in vars(ModuleConformance)
+                                if name.startswith("test_") and name != "test_registers_through_its_entry_point")
+
+
 def run_check(suite: ModuleConformance, check: str) -> None:
     """Run one check of ``suite`` outside pytest (a test of the suite itself, a scaffold's smoke test): the checks
     that need the kit's Redis get a fresh :class:`~wiredraw.testing.redis.RedisKit`."""
