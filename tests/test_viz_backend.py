@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -237,10 +236,12 @@ def test_the_backend_shows_what_query_graph_says_answers_requests_and_quits_clea
     assert len(hist["result"]) == 10
 
     # the layout controls warm the layout: positions move and stay finite
+    render.pump()
+    before = {id(m) for m in render.got}  # only positions sent after the command count
     render.conn.send(messages.layout(weight_pull=1.0, grouping=1.0))
-    time.sleep(0.5)
-    moved = render.wait_for(lambda m: m["kind"] == "positions" and m is not positions, 10, "new positions")
+    moved = render.wait_for(lambda m: m["kind"] == "positions" and id(m) not in before, 10, "new positions")
     assert np.isfinite(moved["positions"]).all()
+    assert moved["positions"].shape == p.shape and not np.array_equal(moved["positions"], p)
 
     # a bad token is refused in words, by a second backend
     proc2, render2 = backend()

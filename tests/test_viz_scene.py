@@ -309,6 +309,23 @@ def test_labels_top_nodes_plus_hovered_and_selected(base: Any) -> None:
         scene.destroy()
 
 
+def test_a_kept_label_takes_its_nodes_new_name(base: Any) -> None:
+    scene = GraphScene(base.render, max_labels=2, camera=base.cam)
+    try:
+        snap = snapshot_from_lists(IDS, [5, 1e9, 3, 1e6, 1], CATS, EDGES, [1, 1, 1], EDGE_CATS, labels=list(IDS))
+        snap["positions"] = POS
+        scene.set_scene(snap)
+        label_b = next(lab for lab in scene._labels if lab.ident == "b")
+        assert label_b.text.getText() == "b"
+        renamed = snapshot_from_lists(IDS, [5, 1e9, 3, 1e6, 1], CATS, EDGES, [1, 1, 1], EDGE_CATS,
+                                      labels=["a", "www.example.com", "c", "d", "e"])  # b's DNS name came
+        renamed["positions"] = POS
+        scene.set_scene(renamed)
+        assert label_b.ident == "b" and label_b.text.getText() == "www.example.com"  # the same label, new text
+    finally:
+        scene.destroy()
+
+
 def test_legend_lists_categories_present(base: Any) -> None:
     legend = Legend(base.aspect2d)
     try:

@@ -250,7 +250,7 @@ class ForceLayout:
         v = self.vel[act] * self.damping + self.forces(p, topo) * dt
         speed = np.sqrt(np.einsum("ij,ij->i", v, v))
         cap = np.where(hot, heat * self.k, 0.0)
-        v *= (cap / np.maximum(speed, cap, out=np.full_like(speed, 1e-12)))[:, None]
+        v *= (cap / np.maximum(np.maximum(speed, cap), 1e-12))[:, None]  # (the floor: a still, cold node is 0/0)
         self.vel[act] = v
         self.pos[act] = p + v
         self.heat[act] = np.where(hot, heat * self.cooling, 0.0)

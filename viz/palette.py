@@ -28,6 +28,7 @@ TEXT: Color = _hex("#e6e9ef")
 TEXT_DIM: Color = _hex("#9aa3b2")
 SELECTED: Color = _hex("#ffd23f")  # the selection ring and a selected edge
 HOVER_MIX = 0.35  # how far a hovered element's color moves towards white
+EDGE_HOVER_MIX = 0.5  # edges are thin lines: lighten them more than nodes to show the hover
 
 # Pulses: a flash that fades back to the element's own color (DESIGN.md §5).
 PULSE: dict[str, Color] = {

@@ -313,10 +313,9 @@ class GraphScene:
         Positions are kept for slots of the same count (or taken from ``snapshot["positions"]`` if present);
         pulses still running, the hover and the selection follow their ids."""
         old_ids, old_pos = self.ids, self.positions
-        old_node_flash = {
-            i: self._node_flash[k] for k, i in enumerate(old_ids) if i is not None and self._node_flash[k, 3] > 0
-        }
-        old_edge_flash = {e: self._edge_flash[k] for k, e in enumerate(self.edge_ids) if self._edge_flash[k, 3] > 0}
+        old_node_flash = {old_ids[k]: self._node_flash[k] for k in np.flatnonzero(self._node_flash[:, 3] > 0)
+                          if old_ids[k] is not None}  # (only the flashing rows: no Python loop over every slot)
+        old_edge_flash = {self.edge_ids[k]: self._edge_flash[k] for k in np.flatnonzero(self._edge_flash[:, 3] > 0)}
 
         ids = list(snapshot.get("ids", []))
         n = len(ids)
@@ -436,7 +435,8 @@ class GraphScene:
             _pos_view(self._node_vdata)[:] = verts.reshape(-1, 3)
         if m:
             self._write_edge_positions(centres, radii)
-        self._place_labels()
+        if self.camera is None:
+            self._place_labels()  # (with a camera, update() places them every frame)
         self._place_ring()
 
     def _write_edge_positions(self, centres: np.ndarray, radii: np.ndarray) -> None:
@@ -481,28 +481,28 @@ class GraphScene:
 
     # -- colors -----------------------------------------------------------------------------------------
 
-    def _node_colors(self, idx: np.ndarray) -> np.ndarray:
-        """Display RGB of nodes `idx`: category color, flashed by a pulse, lightened when hovered."""
-        rgb = self._node_rgb[idx].copy()
-        flash = self._node_flash[idx]
+    def _flashed(self, base: np.ndarray, flash: np.ndarray) -> np.ndarray:
+        """A copy of colors ``base`` moved toward their pulse's color by the pulse's time left."""
+        rgb = base.copy()
         live = flash[:, 3] > 0
         if live.any():
             s = np.clip(flash[live, 3:4] / self.pulse_seconds, 0.0, 1.0)
             rgb[live] += (flash[live, :3] - rgb[live]) * s
+        return rgb
+
+    def _node_colors(self, idx: np.ndarray) -> np.ndarray:
+        """Display RGB of nodes `idx`: category color, flashed by a pulse, lightened when hovered."""
+        rgb = self._flashed(self._node_rgb[idx], self._node_flash[idx])
         if self.hovered is not None and self.hovered in self._index:
             h = idx == self._index[self.hovered]
             rgb[h] += (1.0 - rgb[h]) * palette.HOVER_MIX
         return rgb
 
     def _edge_colors(self, idx: np.ndarray) -> np.ndarray:
-        rgb = self._edge_rgb[idx].copy()
-        flash = self._edge_flash[idx]
-        live = flash[:, 3] > 0
-        if live.any():
-            s = np.clip(flash[live, 3:4] / self.pulse_seconds, 0.0, 1.0)
-            rgb[live] += (flash[live, :3] - rgb[live]) * s
+        rgb = self._flashed(self._edge_rgb[idx], self._edge_flash[idx])
         if self.hovered is not None and self.hovered in self._edge_lookup:
-            rgb[idx == self._edge_lookup[self.hovered]] += (1.0 - rgb[idx == self._edge_lookup[self.hovered]]) * 0.5
+            h = idx == self._edge_lookup[self.hovered]
+            rgb[h] += (1.0 - rgb[h]) * palette.EDGE_HOVER_MIX
         if self.selected is not None and self.selected in self._edge_lookup:
             rgb[idx == self._edge_lookup[self.selected]] = palette.SELECTED[:3]
         return rgb
@@ -661,6 +661,10 @@ class GraphScene:
         missing = [i for i in wanted if i not in {lab.ident for lab in self._labels}]
         for lab, ident in zip(free, missing + [None] * len(free), strict=False):
             lab.assign(ident, self.labels[self._index[ident]] if ident is not None else "")
+        for lab in self._labels:  # a kept label follows its node's new name (a host's DNS name arriving)
+            ident = lab.ident
+            if ident is not None and ident in keep and lab.text.getText() != self.labels[self._index[ident]]:
+                lab.text.setText(self.labels[self._index[ident]])
         for lab in self._labels:
             lab.set_emphasis(lab.ident in emphasis, lab.ident == self.selected)
         self._place_labels()
