@@ -27,17 +27,12 @@ import argparse
 import json
 import math
 import statistics
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from wiredraw.viz import offscreen, palette  # noqa: E402
-from wiredraw.viz.scene import GraphScene, icosphere, snapshot_from_lists, sphere_detail  # noqa: E402
+from wiredraw.viz import offscreen, palette
+from wiredraw.viz.scene import GraphScene, icosphere, snapshot_from_lists, sphere_detail
 
 NODE_CATS = ["local", "remote", "printer"]
 EDGE_CATS = ["http", "dns", "ssl", "ssh", "other"]

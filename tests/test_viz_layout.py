@@ -129,7 +129,7 @@ def test_a_thousand_steps_neither_explode_nor_produce_nan():
     assert np.linalg.norm(p[edges[:, 0]] - p[edges[:, 1]], axis=1).mean() < 10 * layout.k
 
 
-def test_the_same_seed_gives_the_same_layout_and_removed_slots_are_reused():
+def test_the_same_seed_gives_the_same_layout_after_removals():
     edges, weights = random_graph(500, 1000, seed=8)
 
     def run() -> np.ndarray:

@@ -134,7 +134,6 @@ class ViewerApp:
         self.welcome: dict[str, Any] | None = None
         self.module: str | None = options.module
         self.selected: str | None = None
-        self.scene_version = -1
         self.last_scene: dict[str, Any] | None = None
         self.positions_seen = 0
         self.framed = False
@@ -246,7 +245,6 @@ class ViewerApp:
     def on_scene(self, msg: dict[str, Any]) -> None:
         self.last_scene = msg
         self.scene.set_scene(msg)
-        self.scene_version = msg.get("version", 0)
         cats = [c for c in msg.get("categories", []) if c]
         edge_cats = [c for c in msg.get("edge_categories", []) if c]
         self.legend.set_categories(sorted(set(cats)), sorted(set(edge_cats)))

@@ -106,11 +106,6 @@ class PipeSender:
                 self._ordered.append(msg)
             self._cond.notify()
 
-    def idle(self) -> bool:
-        """Nothing waiting and nothing being written."""
-        with self._cond:
-            return not (self._busy or self._ordered or self._latest or self._pulses)
-
     def _next(self) -> dict[str, Any] | None:
         if self._ordered:
             return self._ordered.popleft()

@@ -76,7 +76,6 @@ class ForceLayout:
         self.group = np.full(cap, -1, np.int64)
         self.edges: IntArray = np.zeros((0, 2), np.int64)
         self.weights: FloatArray = np.zeros(0, np.float32)
-        self.steps = 0
         self._kernels: dict[int, npt.NDArray[np.complex128]] = {}
         self._pairs: tuple[IntArray, IntArray, IntArray, IntArray] = (np.zeros(0, np.int64),) * 4
         self._pairs_for = (-1, -1)
@@ -160,14 +159,12 @@ class ForceLayout:
         self.heat[idx] = 0
         self.vel[idx] = 0
 
-    def add_nodes(self, indices: Sequence[int] | npt.NDArray[Any],
-                  neighbour_hint: npt.ArrayLike | None = None) -> None:
+    def add_nodes(self, indices: Sequence[int] | npt.NDArray[Any]) -> None:
         """Activate slots and place each near the mean of its already-placed neighbours (plus a little jitter).
 
-        ``neighbour_hint``: slot pairs ``(K, 2)`` meaning "these are neighbours" (either direction); default: the
-        current edge set (:meth:`set_edges`). New nodes are placed in breadth-first rounds, so a chain of new
-        nodes hanging off a placed one is laid out along its own neighbours; a piece with no placed node at all
-        is seeded at its local degree maxima, at random on a sphere around the layout.
+        Neighbours are the current edge set (:meth:`set_edges`). New nodes are placed in breadth-first rounds, so
+        a chain of new nodes hanging off a placed one is laid out along its own neighbours; a piece with no placed
+        node at all is seeded at its local degree maxima, at random on a sphere around the layout.
         """
         new = np.unique(_as_index(indices))
         if not len(new):
@@ -176,7 +173,7 @@ class ForceLayout:
         new = new[~self.active[new]]
         if not len(new):
             return
-        pairs = self.edges if neighbour_hint is None else np.asarray(neighbour_hint, np.int64).reshape(-1, 2)
+        pairs = self.edges
         if len(pairs):
             self._grow(int(pairs.max()) + 1)
         cap = self.capacity
@@ -254,7 +251,6 @@ class ForceLayout:
         self.vel[act] = v
         self.pos[act] = p + v
         self.heat[act] = np.where(hot, heat * self.cooling, 0.0)
-        self.steps += 1
         return True
 
     def forces(self, p: npt.NDArray[np.float64], topo: _Topology | None = None) -> npt.NDArray[np.float64]:

@@ -72,10 +72,6 @@ class GraphModel:
     def __len__(self) -> int:
         return self.graph.number_of_nodes()
 
-    @property
-    def edge_count(self) -> int:
-        return len(self._edge_ends)
-
     def slot(self, node_id: str) -> int:
         return int(self.graph.nodes[node_id]["slot"])
 
@@ -277,18 +273,6 @@ class GraphModel:
             weights[i] = float(el.get("weight", 1.0) or 0.0)
             cats.append(str(el.get("category", "")))
         return index, ids, weights, cats
-
-    def neighbour_pairs(self, slots: Iterable[int]) -> np.ndarray:
-        """``int64 (K, 2)``: (slot, neighbour slot) for every neighbour of each of ``slots``' nodes."""
-        g = self.graph
-        pairs: list[tuple[int, int]] = []
-        for s in slots:
-            nid = self.slots[s] if s < len(self.slots) else None
-            if nid is None:
-                continue
-            for nb in set(g.successors(nid)) | set(g.predecessors(nid)):
-                pairs.append((s, g.nodes[nb]["slot"]))
-        return np.asarray(pairs, np.int64).reshape(-1, 2)
 
     def scene(self) -> dict[str, Any]:
         """The ``scene`` message (viz/messages.py) for the current state."""

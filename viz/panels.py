@@ -35,10 +35,11 @@ from panda3d.core import (  # type: ignore[import-untyped]
     NodePath,
     TextNode,
 )
+from wiredraw.viz.keys import keys_path
+from wiredraw.viz.palette import TEXT
+from wiredraw.viz.palette import TEXT_DIM as DIM
 
 PANEL = (0.08, 0.09, 0.12, 0.92)
-TEXT = (0.9, 0.92, 0.95, 1)
-DIM = (0.6, 0.64, 0.7, 1)
 ERROR = (1.0, 0.45, 0.4, 1)
 BUTTON = (0.2, 0.24, 0.3, 1)
 
@@ -65,8 +66,7 @@ class ViewerSettings:
     """Server, token and module remembered between runs (the token in a 0600 file, never in a log)."""
 
     def __init__(self, path: Path | None = None) -> None:
-        base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-        self.path = path or Path(base) / "wiredraw" / "viewer.json"
+        self.path = path or keys_path().with_name("viewer.json")  # beside keys.toml
 
     def load(self) -> dict[str, str]:
         try:

@@ -732,12 +732,6 @@ class GraphScene:
             return ("node", ident) if ident is not None else None
         return ("edge", self.edge_ids[int(np.flatnonzero(self._edge_valid)[k])])
 
-    def index_of(self, ident: str) -> int | None:
-        return self._index.get(ident)
-
-    def edge_position(self, ident: str) -> int | None:
-        return self._edge_lookup.get(ident)
-
     def destroy(self) -> None:
         self.root.removeNode()
 
