@@ -106,19 +106,21 @@ def run_demo(reactor: Any, modules: ModuleSet, data_dir: Path, *, module: str | 
               "Watch it with the command above, or render it: wiredraw demo --offscreen --screenshot demo.png "
               "--duration 20", file=out, flush=True)
         viewer = False
+
+    def stop_viewer() -> Any:
+        """Stop the viewer, ours to stop; the Deferred of its end (None: none running)."""
+        if view is not None and not view.ended.called and view.transport is not None:
+            view.transport.signalProcess("TERM")
+            return view.ended
+        return None
+
     if viewer:  # the viewer ships with wiredraw (panda3d is a dependency); if it cannot start, it says why
         view = _Viewer()
         argv = [sys.executable, "-m", "wiredraw.core.cli", "viz", "--server", viz, "--token-file", str(token_file),
                 "--module", slug, *(viewer_args or [])]
         reactor.spawnProcess(view, sys.executable, argv, env=os.environ.copy(), childFDs={0: 0, 1: 1, 2: 2})
+        reactor.addSystemEventTrigger("before", "shutdown", stop_viewer)  # SIGTERM to the demo alone
 
-        def stop_viewer() -> Any:  # SIGTERM to the demo alone: the viewer is ours to stop
-            if view is not None and not view.ended.called and view.transport is not None:
-                view.transport.signalProcess("TERM")
-                return view.ended
-            return None
-
-        reactor.addSystemEventTrigger("before", "shutdown", stop_viewer)
         def viewer_ended(code: int) -> None:
             if code == 0 or offscreen:
                 _finish(finished, "viewer", code)  # the window was closed (or the screenshot taken): stop
@@ -133,9 +135,9 @@ def run_demo(reactor: Any, modules: ModuleSet, data_dir: Path, *, module: str | 
     if why == "viewer" and viewer_code != 0:
         print(f"wiredraw demo: the viewer exited with code {viewer_code}", file=sys.stderr, flush=True)
         code = 1
-    if view is not None and not view.ended.called and view.transport is not None:
-        view.transport.signalProcess("TERM")
-        yield view.ended
+    stopped = stop_viewer()
+    if stopped is not None:
+        yield stopped
     for lc in (loop, generate):
         if lc.running:
             lc.stop()

@@ -190,7 +190,10 @@ class WriteBatch:
     # ... and what a command's reply tells: (index in commands, reply -> IngestCounts)
     reply_handlers: list[tuple[int, Callable[[Any], IngestCounts]]] = field(default_factory=list)
 
-    def add(self, *command: Any) -> None:
+    def add(self, *command: Any, on_reply: Callable[[Any], IngestCounts] | None = None) -> None:
+        """One command; ``on_reply`` turns its reply into counts (e.g. :func:`count_new`)."""
+        if on_reply is not None:
+            self.reply_handlers.append((len(self.commands), on_reply))
         self.commands.append(command)
 
     def script(self, sha: str, *args: Any, on_reply: Callable[[Any], IngestCounts] | None = None) -> None:
@@ -198,6 +201,11 @@ class WriteBatch:
         if on_reply is not None:
             self.reply_handlers.append((len(self.commands), on_reply))
         self.commands.append(("EVALSHA", sha, 0, *args))
+
+
+def count_new(reply: Any) -> IngestCounts:
+    """The reply of HSETNX, SETNX or SADD as a record's count: 1 = written anew, else a repeat."""
+    return IngestCounts(written=1) if reply == 1 else IngestCounts(repeats=1)
 
 
 @dataclass

@@ -163,11 +163,11 @@ class ModuleConformance:
             else:
                 if declared.as_dict() != spec.as_dict():
                     problems.add(f"module.spec differs from its declaration file {spec.source_path}")
+        registry = load_registry()
         try:
-            validate_module(module, f"{spec.slug} (conformance)", load_registry())
+            validate_module(module, f"{spec.slug} (conformance)", registry)
         except PluginError as exc:
             problems.add(f"the registry refuses it: {exc}")
-        registry = load_registry()
         registered = registry.ids.get(spec.id)
         if registered is not None and registered != spec.slug:
             problems.add(f"id {spec.id} is registered to {registered!r} in spec/registry.toml, not {spec.slug!r}")

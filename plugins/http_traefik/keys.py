@@ -18,7 +18,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from wiredraw.core.module import IngestContext, IngestCounts, WriteBatch
+from wiredraw.core.module import IngestContext, WriteBatch, count_new
 
 PREFIX = "wd:http_traefik:"
 REQ_PREFIX = PREFIX + "req:"
@@ -64,10 +64,6 @@ def parse_request_field(name: str) -> tuple[float, str, str] | None:
     return (t, parts[1], parts[2]) if math.isfinite(t) else None
 
 
-def _count(reply: Any) -> IngestCounts:
-    return IngestCounts(written=1) if reply == 1 else IngestCounts(repeats=1)
-
-
 class HttpTraefikKeys:
     """Mixin for the module object: the write path (``ingest``)."""
 
@@ -78,18 +74,14 @@ class HttpTraefikKeys:
         first = math.inf
         last = -math.inf
         expire: set[str] = set()
+        if ctx.message_type != "request":
+            return 0
         for msg in messages:
-            if ctx.message_type != "request":
-                continue
-            t = float(msg["t"])
-            if not math.isfinite(t):
-                batch.counts.rejected["non-finite time"] = batch.counts.rejected.get("non-finite time", 0) + 1
-                continue
+            t = float(msg["t"])  # finite: the core refuses non-finite numbers before this
             record = {f: msg[f] for f in RECORD_FIELDS if msg.get(f) is not None}
             key = req_key(chunk_of(t))
             batch.add("HSETNX", key, request_field(t, ctx.probe_id, str(msg["rid"])),
-                      json.dumps(record, separators=(",", ":"), sort_keys=True))
-            batch.reply_handlers.append((len(batch.commands) - 1, _count))
+                      json.dumps(record, separators=(",", ":"), sort_keys=True), on_reply=count_new)
             expire.add(key)
             first, last = min(first, t), max(last, t)
         if expire:

@@ -261,10 +261,6 @@ def build_graph(requests: Iterable[Request], t0: float, t1: float, opts: Options
     return Graph(nodes.values(), edges.values())
 
 
-def _score(x: float) -> str:
-    return "-inf" if x == -math.inf else "+inf" if x == math.inf else repr(float(x))
-
-
 class HttpTraefikViz(ModuleViz):
     """See the module docstring. ``options``: the ``[http_traefik]`` table of the server's viz config."""
 
@@ -400,7 +396,7 @@ class HttpTraefikViz(ModuleViz):
         read = await self._read(await self._chunks_for(t0 + self.opts.fade, t1))
         for reqs in read.values():
             for r in reqs.values():
-                if t0 <= r.t < t1 or (r.t == t1):
+                if t0 <= r.t <= t1:
                     i = min(int((r.t - t0) / width), bins - 1)
                     out[i]["requests"] += 1
                     out[i]["errors"] += int(r.error)

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from importlib.resources import files
 from typing import Any, ClassVar
 
-from wiredraw.core.module import IngestContext, IngestCounts, WriteBatch
+from wiredraw.core.module import IngestContext, WriteBatch, count_new
 
 PREFIX = "wd:proc_events:"
 PROBES_KEY = PREFIX + "probes"
@@ -88,10 +88,6 @@ def exec_record(msg: dict[str, Any]) -> str:
     return json.dumps({f: msg.get(f) for f in EXEC_FIELDS}, separators=(",", ":"), ensure_ascii=False)
 
 
-def _count(reply: Any) -> IngestCounts:
-    return IngestCounts(written=1) if reply == 1 else IngestCounts(repeats=1)
-
-
 class ProcKeys:
     """Mixin for the module object: the write path (``ingest``)."""
 
@@ -131,17 +127,11 @@ class _Writer:
             if t > self.hi:
                 self.hi = t
 
-    def _counted(self, on_reply: Any) -> None:
-        """Count the reply of the command just added."""
-        self.batch.reply_handlers.append((len(self.batch.commands) - 1, on_reply))
-
     def fork(self, pid: int, ppid: int, start: float, count: bool) -> str:
         pid_id = proc_id(self.probe, pid, start)
         key = proc_key(pid_id)
         add = self.batch.add
-        add("HSETNX", key, "start", fmt_start(start))
-        if count:
-            self._counted(_count)
+        add("HSETNX", key, "start", fmt_start(start), on_reply=count_new if count else None)
         add("HSETNX", key, "pid", pid)
         add("HSETNX", key, "ppid", ppid)
         self.alive[f"{pid}:{fmt_start(start)}"] = (key, start)
@@ -154,9 +144,7 @@ class _Writer:
     def exec(self, pid: int, start: float, t: float, msg: dict[str, Any], count: bool) -> None:
         pid_id = proc_id(self.probe, pid, start)
         key = proc_key(pid_id)
-        self.batch.add("HSETNX", key, f"x:{fmt_t(t)}", exec_record(msg))
-        if count:
-            self._counted(_count)
+        self.batch.add("HSETNX", key, f"x:{fmt_t(t)}", exec_record(msg), on_reply=count_new if count else None)
         self.alive[f"{pid}:{fmt_start(start)}"] = (key, start)
         ev = events_key("exec", t)
         self.batch.add("ZADD", ev, t, f"{pid_id}|{fmt_t(t)}")
@@ -167,8 +155,7 @@ class _Writer:
         pid_id = proc_id(self.probe, pid, start)
         key = proc_key(pid_id)
         add = self.batch.add
-        add("HSETNX", key, "end", fmt_t(end))
-        self._counted(_count)
+        add("HSETNX", key, "end", fmt_t(end), on_reply=count_new)
         if code is not None:
             add("HSETNX", key, "code", code)
         add("HSETNX", key, "start", fmt_start(start))
