@@ -20,7 +20,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-__all__ = ["Change", "Details", "Edge", "Graph", "ModuleViz", "Node", "Pulse", "Section", "element_attrs"]
+__all__ = ["Change", "Details", "Edge", "Graph", "ModuleViz", "Node", "Pulse", "Section", "element_attrs",
+           "fade_option", "viz_options"]
 
 PULSE_MEANINGS: tuple[str, ...] = ("ok", "error", "new")
 
@@ -196,6 +197,24 @@ class Graph:
     @classmethod
     def from_wire(cls, d: Mapping[str, Any]) -> Graph:
         return cls(map(Node.from_wire, d.get("nodes") or ()), map(Edge.from_wire, d.get("edges") or ()))
+
+
+def viz_options(slug: str, options: Mapping[str, Any] | None, names: Sequence[str]) -> dict[str, Any]:
+    """A module's table of the server's ``--viz-config`` as a dict, refusing names it does not take (the
+    ValueError says which, and what it takes: the server prints it and does not start)."""
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(names))
+    if unknown:
+        raise ValueError(f"unknown option {', '.join(unknown)} ({slug} takes {', '.join(names)})")
+    return options
+
+
+def fade_option(options: Mapping[str, Any], default: float) -> float:
+    """The ``fade`` option (seconds an ended element stays, fading): a number >= 0."""
+    fade = options.get("fade", default)
+    if isinstance(fade, bool) or not isinstance(fade, int | float) or not 0 <= fade < math.inf:
+        raise ValueError(f"fade: expected seconds >= 0, got {fade!r}")
+    return float(fade)
 
 
 class ModuleViz:

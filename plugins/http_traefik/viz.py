@@ -41,7 +41,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from wiredraw.core.graph import Change, Details, Edge, Graph, ModuleViz, Node, Pulse, Section
+from wiredraw.core.graph import (
+    Change,
+    Details,
+    Edge,
+    Graph,
+    ModuleViz,
+    Node,
+    Pulse,
+    Section,
+    fade_option,
+    viz_options,
+)
 from wiredraw.plugins.http_traefik.keys import (
     CHUNK,
     FIRST_KEY,
@@ -72,13 +83,8 @@ class Options:
 
 def parse_options(options: Mapping[str, Any] | None) -> Options:
     """Check the ``[http_traefik]`` table of the server's viz config. A ValueError names the option."""
-    options = dict(options or {})
-    unknown = sorted(set(options) - set(OPTION_NAMES))
-    if unknown:
-        raise ValueError(f"unknown option {', '.join(unknown)} (http_traefik takes {', '.join(OPTION_NAMES)})")
-    fade = options.get("fade", DEFAULT_FADE)
-    if isinstance(fade, bool) or not isinstance(fade, int | float) or not 0 <= fade < math.inf:
-        raise ValueError(f"fade: expected seconds >= 0, got {fade!r}")
+    options = viz_options("http_traefik", options, OPTION_NAMES)
+    fade = fade_option(options, DEFAULT_FADE)
     nets = options.get("client_networks", list(DEFAULT_CLIENT_NETWORKS))
     if not isinstance(nets, list | tuple) or not all(isinstance(n, str) for n in nets):
         raise ValueError(f"client_networks: expected a list of CIDR strings, got {nets!r}")

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from twisted.logger import Logger
-from wiredraw.core.graph import Change, Details, Edge, Graph, ModuleViz, Node, Pulse, Section
+from wiredraw.core.graph import Change, Details, Edge, Graph, ModuleViz, Node, Pulse, Section, viz_options
 from wiredraw.plugins.net_zeek.query import (
     FEED_KEY,
     PREFIX,
@@ -136,10 +136,7 @@ def parse_options(options: Mapping[str, Any] | None) -> VizOptions:
     """Check the ``[net_zeek]`` table of the server's viz config; a ValueError names the option at fault.
 
     ``groups`` entries win over ``tags_file`` lines for the same subnet."""
-    options = dict(options or {})
-    unknown = sorted(set(options) - set(OPTION_NAMES))
-    if unknown:
-        raise ValueError(f"unknown option {', '.join(unknown)} (net_zeek takes {', '.join(OPTION_NAMES)})")
+    options = viz_options("net_zeek", options, OPTION_NAMES)
     local = options.get("local_networks", list(DEFAULT_LOCAL_NETWORKS))
     if not isinstance(local, list):
         raise ValueError(f"local_networks: expected a list of CIDRs, got {local!r}")

@@ -42,7 +42,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from wiredraw.core.graph import Change, Details, Edge, Graph, ModuleViz, Node, Pulse, Section
+from wiredraw.core.graph import (
+    Change,
+    Details,
+    Edge,
+    Graph,
+    ModuleViz,
+    Node,
+    Pulse,
+    Section,
+    fade_option,
+    viz_options,
+)
 from wiredraw.plugins.proc_events.keys import (
     CHUNK,
     FIRST_KEY,
@@ -72,13 +83,8 @@ class VizOptions:
 
 def parse_options(options: Mapping[str, Any] | None) -> VizOptions:
     """Check the ``[proc_events]`` table of the server's viz config; a ValueError names the option at fault."""
-    options = dict(options or {})
-    unknown = sorted(set(options) - set(OPTION_NAMES))
-    if unknown:
-        raise ValueError(f"unknown option {', '.join(unknown)} (proc_events takes {', '.join(OPTION_NAMES)})")
-    fade = options.get("fade", DEFAULT_FADE)
-    if isinstance(fade, bool) or not isinstance(fade, (int, float)) or not (0 <= fade < math.inf):
-        raise ValueError(f"fade: expected seconds >= 0, got {fade!r}")
+    options = viz_options("proc_events", options, OPTION_NAMES)
+    fade = fade_option(options, DEFAULT_FADE)
     category = options.get("category", "user")
     if category not in CATEGORIES:
         raise ValueError(f"category: expected one of {', '.join(CATEGORIES)}, got {category!r}")
