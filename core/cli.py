@@ -78,7 +78,7 @@ def cmd_plugins(args: argparse.Namespace, modules: ModuleSet) -> int:
 
 
 def cmd_new_module(args: argparse.Namespace, modules: ModuleSet) -> int:
-    from wiredraw.core.scaffold import create, names_for
+    from wiredraw.core.scaffold import DEVELOPMENT_ID, create, names_for
 
     slug = args.slug
     loaded = modules.get(slug)
@@ -93,8 +93,8 @@ def cmd_new_module(args: argparse.Namespace, modules: ModuleSet) -> int:
     print("next:")
     print(f"  cd {directory} && python3 -m pip install -e . && pytest")
     print(f"  wiredraw plugins        # lists {slug}")
-    if made.module_id == 999:
-        print("  (999 is the development id: pick a private one, 1000-65535, before you ship)")
+    if made.module_id == DEVELOPMENT_ID:
+        print(f"  ({DEVELOPMENT_ID} is the development id: pick a private one, 1000-65535, before you ship)")
     return 0
 
 

@@ -62,17 +62,19 @@ def check_slug(slug: str) -> None:
     if not SLUG_RE.match(slug):
         raise ScaffoldError(f"slug {slug!r}: expected lower_snake_case, 2-32 characters, starting with a letter "
                             f"(e.g. my_source)")
-    if slug == "core":
-        raise ScaffoldError("slug 'core': taken by wiredraw's own keys (wd:core:)")
     from wiredraw.core.plugins import load_registry
 
+    # (the registry also holds the core's own slug, "core", id 0)
     for mid, registered in load_registry().ids.items():
         if registered == slug:
             raise ScaffoldError(f"slug {slug!r}: registered to module id {mid} in wiredraw's registry; pick another")
 
 
 def check_id(module_id: int) -> None:
-    if module_id != DEVELOPMENT_ID and not 1000 <= module_id <= 65535:
+    from wiredraw.core.plugins import load_registry
+
+    block = load_registry().block_of(module_id)
+    if block is None or block.name not in ("development", "private"):
         raise ScaffoldError(f"module id {module_id}: expected {DEVELOPMENT_ID} (development) or a private id "
                             f"1000-65535 (a public id is handed out in wiredraw's registry, not here)")
 
