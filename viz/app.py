@@ -245,10 +245,9 @@ class ViewerApp:
     def on_scene(self, msg: dict[str, Any]) -> None:
         self.last_scene = msg
         self.scene.set_scene(msg)
-        cats = [c for c in msg.get("categories", []) if c]
-        edge_cats = [c for c in msg.get("edge_categories", []) if c]
-        self.legend.set_categories(sorted(set(cats)), sorted(set(edge_cats)))
-        self.filters.set_categories(msg.get("all_categories") or sorted(set(cats) | set(edge_cats)))
+        # (the legend keeps each distinct category once; the backend lists them all for the toggles)
+        self.legend.set_categories(msg.get("categories", []), msg.get("edge_categories", []))
+        self.filters.set_categories(msg.get("all_categories", []))
         if self.mode == "live" and msg.get("t") is not None:
             self.present = msg["t"]
 
