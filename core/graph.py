@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 __all__ = ["Change", "Details", "Edge", "Graph", "ModuleViz", "Node", "Pulse", "Section", "element_attrs",
-           "fade_option", "viz_options"]
+           "fade_option", "hash_fields", "viz_options"]
 
 PULSE_MEANINGS: tuple[str, ...] = ("ok", "error", "new")
 
@@ -197,6 +197,18 @@ class Graph:
     @classmethod
     def from_wire(cls, d: Mapping[str, Any]) -> Graph:
         return cls(map(Node.from_wire, d.get("nodes") or ()), map(Edge.from_wire, d.get("edges") or ()))
+
+
+def hash_fields(reply: Any) -> dict[str, str]:
+    """An HGETALL reply from the store (RESP2's flat list, or a map) as text field -> text value; {} for none."""
+    if not reply or isinstance(reply, Exception):
+        return {}
+    pairs = reply.items() if isinstance(reply, dict) else zip(reply[::2], reply[1::2], strict=True)
+    return {_text(k): _text(v) for k, v in pairs}
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def viz_options(slug: str, options: Mapping[str, Any] | None, names: Sequence[str]) -> dict[str, Any]:

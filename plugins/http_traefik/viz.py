@@ -51,6 +51,7 @@ from wiredraw.core.graph import (
     Pulse,
     Section,
     fade_option,
+    hash_fields,
     viz_options,
 )
 from wiredraw.plugins.http_traefik.keys import (
@@ -133,10 +134,6 @@ class Request:
                 "host": self.host, "probe": self.probe}
 
 
-def _s(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
 def _opt_str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
@@ -144,15 +141,12 @@ def _opt_str(value: Any) -> str | None:
 def parse_chunk(reply: Any) -> dict[tuple[float, str, str], Request]:
     """The requests of an HGETALL reply of a ``req:`` hash (a flat list, or a dict); unreadable fields skipped."""
     out: dict[tuple[float, str, str], Request] = {}
-    if not reply or isinstance(reply, Exception):
-        return out
-    pairs = reply.items() if isinstance(reply, dict) else zip(reply[::2], reply[1::2], strict=True)
-    for k, v in pairs:
-        where = parse_request_field(_s(k))
+    for k, v in hash_fields(reply).items():
+        where = parse_request_field(k)
         if where is None:
             continue
         try:
-            rec = json.loads(_s(v))
+            rec = json.loads(v)
         except ValueError:
             continue
         if not isinstance(rec, dict):

@@ -52,6 +52,7 @@ from wiredraw.core.graph import (
     Pulse,
     Section,
     fade_option,
+    hash_fields,
     viz_options,
 )
 from wiredraw.plugins.proc_events.keys import (
@@ -145,8 +146,7 @@ def parse_proc(pid_id: str, reply: Any) -> Proc | None:
     who = split_id(pid_id)
     if who is None or not reply:
         return None
-    pairs = reply.items() if isinstance(reply, dict) else zip(reply[::2], reply[1::2], strict=True)
-    fields = {_s(k): _s(v) for k, v in pairs}
+    fields = hash_fields(reply)
     probe, pid, start = who
     p = Proc(pid_id, probe, pid, start)
     try:
