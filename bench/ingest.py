@@ -62,8 +62,8 @@ from _common import (
 )
 from wiredraw.core import wire
 from wiredraw.core.batching import Batcher
-from wiredraw.plugins.net_zeek.keys import DEFAULT_RETENTION, INGEST_LUA
 from wiredraw.plugins.net_zeek.parser import open_log
+from wiredraw.plugins.net_zeek.schema import DEFAULT_RETENTION, INGEST_LUA
 from wiredraw.plugins.net_zeek.source import ReplaySource
 from wiredraw.probes.runner import POLL_BATCHES
 
@@ -264,7 +264,7 @@ def chunks(items: list[bytes], size: int) -> Iterator[list[bytes]]:
 
 def ceiling(bodies: list[bytes], work: Path, depth: int, notify: str) -> dict[str, Any]:
     import redis
-    from wiredraw.core.embedded_redis import EmbeddedRedis
+    from wiredraw.core.server.embedded_redis import EmbeddedRedis
 
     emb = EmbeddedRedis(work / "ceiling", ephemeral=True)
     (work / "ceiling").mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,7 @@ while a rate runs, so a pause of its own never delays a stamp.
 Part 2, `graph --at`. A second, fresh server (`--full-every 3600`, so a periodic recompute of the live graph does
 not land on a timing) is filled through the same probe path with `--connections` conn records spread over the
 last 24 h — 85 % last under 10 s, 12 % 1–30 min, 3 % 1–6 h; 2,000 local hosts to 20,000 remote ones, both
-Zipf-like — sent in end-time order as Zeek writes them. Then, on one in-process `VizClient` (no process start
+Zipf-like — sent in end-time order as Zeek writes them. Then, on one in-process `ViewerClient` (no process start
 cost), for 12 instants across the day, each asked 3 times: `graph` with `at` T, each beside a `range` request
 (one HMGET in Redis: the round trip of the viz protocol itself). p50/max of each; **ratio = graph p50 ÷ range
 p50**.
@@ -73,10 +73,10 @@ from _common import (
 )
 from wiredraw.core import wire
 from wiredraw.core.batching import Batcher
-from wiredraw.core.credentials import ProbeKeys, Tokens
-from wiredraw.core.viz_client import VizClient
-from wiredraw.plugins.net_zeek.keys import record_message
+from wiredraw.core.server.credentials import ProbeSecrets, Tokens
+from wiredraw.core.viewer_client import ViewerClient
 from wiredraw.plugins.net_zeek.parser import ZeekRecord, read_log
+from wiredraw.plugins.net_zeek.schema import record_message
 from wiredraw.probes.runner import parse_server
 
 TEMPLATE_LOG = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "zeek" / "tsv" \
@@ -447,7 +447,7 @@ def match(phase: Phase, probe: BenchProbe, w: Watcher, first_line: int) -> dict[
 def live_latency(args: argparse.Namespace, work: Path, procs: list[Proc], tpl: dict[str, Any]) -> dict[str, Any]:
     data_dir = work / "live-data"
     probe_id = f"bench-latency-{os.getpid()}"
-    key = bytes.fromhex(ProbeKeys(data_dir).add(probe_id))
+    key = bytes.fromhex(ProbeSecrets(data_dir).add(probe_id))
     token = Tokens(data_dir).add("bench-latency", "viewer")
     extra = ["--live-window", "0"] + (["--full-every", str(args.full_every)] if args.full_every else [])
     addrs, server = start_server(data_dir, work, procs, args.profile_server, extra=extra, name="live server")
@@ -530,7 +530,7 @@ def wait_idle(pid: int | None, quiet: float = 0.5, limit: float = 60.0) -> float
 def graph_at(args: argparse.Namespace, work: Path, procs: list[Proc], tpl: dict[str, Any]) -> dict[str, Any]:
     data_dir = work / "day-data"
     probe_id = f"bench-day-{os.getpid()}"
-    key = bytes.fromhex(ProbeKeys(data_dir).add(probe_id))
+    key = bytes.fromhex(ProbeSecrets(data_dir).add(probe_id))
     token = Tokens(data_dir).add("bench-day", "viewer")
     now = time.time()
     t_build = time.perf_counter()
@@ -555,7 +555,7 @@ def graph_at(args: argparse.Namespace, work: Path, procs: list[Proc], tpl: dict[
     graph_ms: list[float] = []
     range_ms: list[float] = []
     sizes: list[tuple[int, int]] = []
-    with VizClient(host, port, token, timeout=120) as client:
+    with ViewerClient(host, port, token, timeout=120) as client:
         client.connect()
         span = client.request("range", module=MODULE)
         points = [now - DAY + (k + 0.5) * DAY / GRAPH_POINTS for k in range(GRAPH_POINTS)]

@@ -1,7 +1,7 @@
 """The generic graph vocabulary (DESIGN.md §5) and the module-side viz interface.
 
-Every module's viz translation speaks this vocabulary; the core never knows what a node *is*. On the wire
-(spec/viz.md) each element is a plain msgpack/JSON map: :meth:`Node.to_wire` / :meth:`Edge.to_wire` and back.
+Every module's view translation speaks this vocabulary; the core never knows what a node *is*. On the wire
+(spec/viewer.md) each element is a plain msgpack/JSON map: :meth:`Node.to_wire` / :meth:`Edge.to_wire` and back.
 
 - :class:`Node`: id, kind, label, size, category (drives color), group (drives clustering), first/last
   (event times of its activity), attrs (small: numbers, strings, short lists).
@@ -10,7 +10,7 @@ Every module's viz translation speaks this vocabulary; the core never knows what
 - :class:`Details`: a title and sections, each a key/value table or a raw record.
 - :class:`Graph`: nodes and edges by id, with :meth:`Graph.diff` and :meth:`Graph.apply`.
 - :class:`Change`: what a translation step produced: elements upserted (whole), ids removed, pulses.
-- :class:`ModuleViz`: what a module implements so the server can answer live, at-t and interval views.
+- :class:`ModuleView`: what a module implements so the server can answer live, at-t and interval views.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-__all__ = ["Change", "Details", "Edge", "Graph", "ModuleViz", "Node", "Pulse", "Section", "element_attrs",
-           "fade_option", "hash_fields", "viz_options"]
+__all__ = ["Change", "Details", "Edge", "Graph", "ModuleView", "Node", "Pulse", "Section", "element_attrs",
+           "fade_option", "hash_fields", "view_options"]
 
 PULSE_MEANINGS: tuple[str, ...] = ("ok", "error", "new")
 
@@ -211,7 +211,7 @@ def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def viz_options(slug: str, options: Mapping[str, Any] | None, names: Sequence[str]) -> dict[str, Any]:
+def view_options(slug: str, options: Mapping[str, Any] | None, names: Sequence[str]) -> dict[str, Any]:
     """A module's table of the server's ``--viz-config`` as a dict, refusing names it does not take (the
     ValueError says which, and what it takes: the server prints it and does not start)."""
     options = dict(options or {})
@@ -229,8 +229,8 @@ def fade_option(options: Mapping[str, Any], default: float) -> float:
     return float(fade)
 
 
-class ModuleViz:
-    """A module's viz translation, one instance per server, created by :meth:`Module.make_viz`.
+class ModuleView:
+    """A module's view translation, one instance per server, created by :meth:`Module.make_view`.
 
     ``store`` is the server's Redis client: ``await store.execute(*cmd)`` and ``await store.pipeline(cmds)``
     (Deferreds; replies are bytes). All methods are coroutines. :meth:`on_events`, :meth:`live_graph` and
@@ -248,7 +248,7 @@ class ModuleViz:
     watch_keys: ClassVar[Sequence[str]] = ()
     #: True when :meth:`advance` keeps the live graph exact as the live window moves on: the core then calls it
     #: every full-graph period instead of recomputing the live graph from Redis every RECOMPUTE_EVERY-th period
-    #: (core/live.py), which re-reads the whole window and holds every diff meanwhile (seconds to minutes on a
+    #: (core/server/live.py), which re-reads the whole window and holds every diff meanwhile (seconds to minutes on a
     #: busy sensor). A recompute still follows a lost subscription or a failed translation.
     follows_window: ClassVar[bool] = False
     #: Node and edge kinds this module produces (declared for `wiredraw plugins` and the conformance suite).

@@ -1,6 +1,6 @@
 """What a module is: its declaration (loaded from its spec file) and the object a plugin registers.
 
-A module owns one numeric ID and brings its wire messages, its Redis key schema and its viz translation
+A module owns one numeric ID and brings its wire messages, its Redis key schema and its view translation
 (:mod:`wiredraw.core.graph`). The declaration lives in a TOML spec file so that a probe in another language can be
 written from spec/ alone; the Python object only points at it and adds behaviour.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from wiredraw.core.graph import ModuleViz
+    from wiredraw.core.graph import ModuleView
 
 SLUG_RE = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
 MESSAGE_RE = re.compile(r"^[a-z0-9_.]{1,64}$")
@@ -308,8 +308,8 @@ class Module:
         return None
 
     # -- viz side --------------------------------------------------------------------------
-    def make_viz(self, store: Any, options: Mapping[str, Any]) -> ModuleViz | None:
-        """The module's viz translation for one server (see :class:`wiredraw.core.graph.ModuleViz`); ``options``
+    def make_view(self, store: Any, options: Mapping[str, Any]) -> ModuleView | None:
+        """The module's view translation for one server (see :class:`wiredraw.core.graph.ModuleView`); ``options``
         is the module's table from the server's ``--viz-config`` file. None: the module has no view."""
         return None
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 from processes import World, short_dir
-from wiredraw.core.embedded_redis import EmbeddedRedis
+from wiredraw.core.server.embedded_redis import EmbeddedRedis
 
 # --- the code under test ----------------------------------------------------------------------------------
 # The tree is not importable as `wiredraw` (core/ installs as wiredraw.core, ...): the tests import the installed
@@ -79,7 +79,7 @@ def redis_url(redis_server: EmbeddedRedis) -> Iterator[str]:
 
 @pytest.fixture
 def store(redis_url: str) -> Iterator[object]:
-    """The server's Redis client interface over redis-py (tests/viz_store.py), for a module's viz translation."""
+    """The server's Redis client interface over redis-py (tests/viz_store.py), for a module's view translation."""
     from viz_store import Store
 
     s = Store(redis_url)

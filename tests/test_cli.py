@@ -11,7 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from wiredraw.core.credentials import ProbeKeys, Tokens, read_key_file
+from wiredraw.core.server.credentials import ProbeSecrets, Tokens, read_key_file
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,12 +62,12 @@ def test_keys_add_prints_key_alone_and_stores_it_0600(tmp_path):
     keyfile = data / "probe-keys.json"
     assert stat.S_IMODE(keyfile.stat().st_mode) == 0o600
     assert stat.S_IMODE(data.stat().st_mode) == 0o700
-    assert ProbeKeys(data).key_for("sensor-1") == bytes.fromhex(key)
+    assert ProbeSecrets(data).key_for("sensor-1") == bytes.fromhex(key)
     # a second add refuses to overwrite; --replace makes a new one
     again = wiredraw("keys", "add", "sensor-1", "--data-dir", str(data), check=False)
     assert again.returncode == 2 and "--replace" in again.stderr
     new = wiredraw("keys", "add", "sensor-1", "--replace", "--data-dir", str(data)).stdout.strip()
-    assert new != key and ProbeKeys(data).key_for("sensor-1") == bytes.fromhex(new)
+    assert new != key and ProbeSecrets(data).key_for("sensor-1") == bytes.fromhex(new)
     listed = wiredraw("keys", "list", "--data-dir", str(data)).stdout
     assert "sensor-1" in listed and new not in listed
     bad = wiredraw("keys", "add", "bad id!", "--data-dir", str(data), check=False)
@@ -91,7 +91,7 @@ def test_tokens_add_and_check(tmp_path):
 
 
 def test_key_file_errors_are_clear(tmp_path):
-    from wiredraw.core.credentials import CredentialError
+    from wiredraw.core.server.credentials import CredentialError
 
     bad = tmp_path / "k"
     bad.write_text("not hex")

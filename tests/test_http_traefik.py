@@ -19,7 +19,7 @@ from wiredraw.core.graph import Change, Graph
 from wiredraw.core.module import IngestCounts, Source, load_module_spec, validate_message
 from wiredraw.plugins.http_traefik.module import HttpTraefikModule
 from wiredraw.plugins.http_traefik.source import HttpTraefikSource, parse_line
-from wiredraw.plugins.http_traefik.viz import HttpTraefikViz, parse_options
+from wiredraw.plugins.http_traefik.view import HttpTraefikView, parse_options
 from wiredraw.testing import ModuleConformance, write_messages
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,8 +86,8 @@ def ingest(redis_client: redis.Redis) -> Ingester:
 
 
 @pytest.fixture
-def viz(store: Any) -> HttpTraefikViz:
-    return HttpTraefikViz(store, {"fade": 30})
+def viz(store: Any) -> HttpTraefikView:
+    return HttpTraefikView(store, {"fade": 30})
 
 
 # --- parsing both formats ----------------------------------------------------------------------------------------
@@ -178,7 +178,7 @@ def test_both_formats_give_nodes_and_edges(ingest, viz):
 
 def test_client_networks_option(ingest, store):
     ingest(messages(ALL, "web"))
-    g = run(HttpTraefikViz(store, {"client_networks": ["203.0.113.0/24"]}).graph(T - 10, T + 10))
+    g = run(HttpTraefikView(store, {"client_networks": ["203.0.113.0/24"]}).graph(T - 10, T + 10))
     assert "client:203.0.113.9" in g.nodes and "client:10.0.0.5" not in g.nodes
     assert "external:edge1:web" in g.nodes
     for bad in ({"client_networks": ["nope"]}, {"fade": -1}, {"details_requests": 0}, {"colour": 1}):
@@ -205,7 +205,7 @@ def test_two_proxies_side_by_side(ingest, viz):
 # --- live: pulses ----------------------------------------------------------------------------------------------
 
 
-def live_write(viz: HttpTraefikViz, client: redis.Redis, ingest: Ingester, graph: Graph, msgs: list[dict[str, Any]],
+def live_write(viz: HttpTraefikView, client: redis.Redis, ingest: Ingester, graph: Graph, msgs: list[dict[str, Any]],
                probe: str = "edge1") -> Change:
     seen = keyspace_events(client, lambda: ingest(msgs, probe), pattern="wd:http_traefik:*")
     watched = [(k, e) for k, e in seen if k.startswith("wd:http_traefik:req:") and e == "hset"]

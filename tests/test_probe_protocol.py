@@ -13,9 +13,9 @@ from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.test import iosim
 from wiredraw.core import devtest, wire
-from wiredraw.core.ingest import Ingest
 from wiredraw.core.plugins import load_modules
-from wiredraw.core.probe_listener import ProbeStreamFactory, State
+from wiredraw.core.server.ingest import Ingest
+from wiredraw.core.server.probe_listener import ProbeStreamFactory, State
 from wiredraw.probes.runner import ClientState, ProbeClientProtocol, ProbeOptions, ProbeRunner
 
 KEY = bytes(range(32))

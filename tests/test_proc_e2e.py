@@ -15,7 +15,7 @@ from typing import Any
 
 from processes import Proc, Server, World, add_key, dev_env, wait_until, wiredraw_cmd
 from test_proc_source import SHELL, connector_or_skip
-from wiredraw.core.credentials import Tokens
+from wiredraw.core.server.credentials import Tokens
 
 
 def start(world: World) -> tuple[Server, str, Path]:

@@ -10,8 +10,8 @@ import helpers
 import redis
 from wiredraw.core.graph import Change, Graph
 from wiredraw.core.module import IngestCounts
-from wiredraw.plugins.proc_events.keys import PROBES_KEY
 from wiredraw.plugins.proc_events.module import ProcEventsModule
+from wiredraw.plugins.proc_events.schema import PROBES_KEY
 from wiredraw.testing import write_messages
 
 T0 = 1_700_000_000.0
@@ -76,7 +76,7 @@ class ProcLiveFeed:
     def __init__(self, viz: Any, client: redis.Redis) -> None:
         from viz_store import run
 
-        self.viz, self.client, self.run = viz, client, run
+        self.view, self.client, self.run = viz, client, run
         self.graph: Graph = run(viz.live_graph(None))
         self.changes: list[Change] = []
 
@@ -85,7 +85,7 @@ class ProcLiveFeed:
         seen = keyspace_events(self.client, lambda: ingest.events(events, probe))
         watched = [(k, e) for k, e in seen if (k.startswith("wd:proc_events:proc:") and e == "hset")
                    or (k == PROBES_KEY and e == "zadd")]
-        change: Change = self.run(self.viz.on_events(watched, self.graph))
+        change: Change = self.run(self.view.on_events(watched, self.graph))
         self.graph.apply(change)
         self.graph.check()
         self.changes.append(change)

@@ -1,4 +1,4 @@
-"""proc_events' key schema (module.ingest against a real redis-server) and its viz translation (plugins/proc_events/
+"""proc_events' key schema (module.ingest against a real redis-server) and its view translation (plugins/proc_events/
 viz.py): live path == query path, pid reuse, fading, pulses, details, histogram."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from test_proc_helpers import T0, ProcIngester, ProcLiveFeed, exec_, exit_, fork
 from viz_store import run
 from wiredraw.core.graph import Graph
 from wiredraw.core.module import load_module_spec
-from wiredraw.plugins.proc_events.keys import PROBES_KEY, index_key, index_ranges
 from wiredraw.plugins.proc_events.module import ProcEventsModule
-from wiredraw.plugins.proc_events.viz import ProcEventsViz, parse_options
+from wiredraw.plugins.proc_events.schema import PROBES_KEY, index_key, index_ranges
+from wiredraw.plugins.proc_events.view import ProcEventsView, parse_options
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,7 +26,7 @@ def ingest(redis_client):
 
 @pytest.fixture
 def viz(store):
-    return ProcEventsViz(store, {"fade": 30})
+    return ProcEventsView(store, {"fade": 30})
 
 
 def shell_run(t: float = T0) -> list[tuple[str, dict]]:
@@ -150,7 +150,7 @@ def test_two_hosts_sit_side_by_side_and_never_share_a_process(ingest, viz):
 def test_exited_processes_fade_after_the_configured_time(ingest, store):
     ingest.events(shell_run())
     for fade, shown in ((0.5, {100}), (30, {100, 200, 201, 202})):
-        viz = ProcEventsViz(store, {"fade": fade})
+        viz = ProcEventsView(store, {"fade": fade})
         g = run(viz.graph(T0 + 1.6, T0 + 1.6))
         assert {n.attrs["pid"] for n in g.nodes.values()} == shown
 
@@ -169,8 +169,8 @@ def test_options_are_checked():
 
 
 def test_make_viz_and_what_it_declares(store):
-    viz = ProcEventsModule().make_viz(store, {"category": "exe"})
-    assert isinstance(viz, ProcEventsViz) and viz.node_kinds == ("process",) and viz.edge_kinds == ("fork",)
+    viz = ProcEventsModule().make_view(store, {"category": "exe"})
+    assert isinstance(viz, ProcEventsView) and viz.node_kinds == ("process",) and viz.edge_kinds == ("fork",)
     assert set(ProcEventsModule().spec.notify_classes) == {"h", "z"}  # hset on proc:*, zadd on probes
 
 
@@ -224,7 +224,7 @@ def test_live_graph_built_from_diffs_equals_the_query_graph_at_the_latest_time(i
         t = run(viz.time_range())[1]
         assert_same(live.graph, run(viz.graph(t, t)))
     assert len(live.graph.nodes) > 10 and len(live.graph.edges) > 5
-    fresh = ProcEventsViz(viz.store, {"fade": 30})
+    fresh = ProcEventsView(viz.store, {"fade": 30})
     assert_same(live.graph, run(fresh.live_graph(None)))
     meanings = {p.meaning for p in live.pulses()}
     assert meanings == {"new", "ok", "error"}

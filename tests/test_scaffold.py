@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 from wiredraw.core.cli import main
-from wiredraw.core.scaffold import ScaffoldError, create, names_for
+from wiredraw.core.cli.scaffold import ScaffoldError, create, names_for
 from wiredraw.testing import CHECKS, ModuleConformance, run_check
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,7 +114,7 @@ def test_generated_module_passes_the_conformance_suite_in_process(generated_pack
         run_check(suite, check)
     # The viz options are checked: a bad one is a ValueError naming it.
     with pytest.raises(ValueError, match="fade"):
-        module_py.MySourceModule().make_viz(None, {"fade": -1})
+        module_py.MySourceModule().make_view(None, {"fade": -1})
 
 
 def test_generated_source_test_passes(generated_package, tmp_path):

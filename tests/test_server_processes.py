@@ -30,7 +30,7 @@ import pytest
 import redis
 from helpers import process_gone
 from wiredraw.core import wire
-from wiredraw.core.embedded_redis import EmbeddedRedis, find_redis_server
+from wiredraw.core.server.embedded_redis import EmbeddedRedis, find_redis_server
 
 DEVTEST_ID = 999
 from processes import (  # noqa: E402

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pytest
 from processes import World, add_key, dev_env, short_dir
-from wiredraw.core.credentials import Tokens
-from wiredraw.core.viz_client import VizClient
+from wiredraw.core.server.credentials import Tokens
+from wiredraw.core.viewer_client import ViewerClient
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "zeek" / "tsv"
 ROLLING = DATA / "rita_proxy_rolling"
@@ -31,15 +31,15 @@ class Served:
         self.token = Tokens(data_dir).add("viewer", "viewer")
         self.server = world.server("server", data_dir, "--ephemeral").wait_ready()
         assert self.server.match is not None
-        self.viz = f"127.0.0.1:{self.server.match['viz']}"
+        self.view = f"127.0.0.1:{self.server.match['viz']}"
         probe = world.probe("probe", self.server.probe_addr, key_file, world.root / "probe-state", None, "--replay",
                             str(ROLLING / f"conn.{HOUR}.log.gz"), str(ROLLING / f"http.{HOUR}.log.gz"),
                             str(ROLLING / f"dns.{HOUR}.log.gz"), "--fast", module="net_zeek")
         assert probe.wait(120) == 0, probe.describe()
 
     def request(self, what: str, **args: Any) -> Any:
-        host, port = self.viz.split(":")
-        with VizClient(host, int(port), self.token) as c:
+        host, port = self.view.split(":")
+        with ViewerClient(host, int(port), self.token) as c:
             c.connect()
             return c.request(what, module="net_zeek", **args)
 

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 from processes import World, add_key, wait_until
-from wiredraw.core.credentials import Tokens
-from wiredraw.core.viz_client import VizClient
+from wiredraw.core.server.credentials import Tokens
+from wiredraw.core.viewer_client import ViewerClient
 from wiredraw.viz import messages
 from wiredraw.viz.backend import start_backend
 from wiredraw.viz.model import GraphModel, SequenceGap
@@ -190,7 +190,7 @@ def test_the_backend_shows_what_query_graph_says_answers_requests_and_quits_clea
     viz = f"127.0.0.1:{server.match['viz']}"
 
     # what `wiredraw query graph` answers over the whole range, once it has everything the probe sent
-    with VizClient("127.0.0.1", int(server.match["viz"]), token) as client:
+    with ViewerClient("127.0.0.1", int(server.match["viz"]), token) as client:
         client.connect()
 
         def expected_graph() -> dict[str, Any] | None:

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 import redis
 from processes import Proc, Server, World, add_key, wait_until, wiredraw_cmd
-from wiredraw.core import vizproto
-from wiredraw.core.credentials import Tokens
+from wiredraw.core import viewer_protocol
 from wiredraw.core.graph import Graph
-from wiredraw.core.live import RECOMPUTE_EVERY
-from wiredraw.core.viz_client import GraphMirror
+from wiredraw.core.server.credentials import Tokens
+from wiredraw.core.server.live import RECOMPUTE_EVERY
+from wiredraw.core.viewer_client import GraphMirror
 from wiredraw.plugins.net_zeek.parser import read_log
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "zeek" / "tsv"
@@ -147,8 +147,8 @@ def test_a_viewer_that_stops_reading_gets_one_full_graph_when_it_resumes(world: 
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fill up fast
     sock.connect((host, int(port)))
-    sock.sendall(vizproto.pack({"type": "hello", "version": 1, "token": token}))
-    sock.sendall(vizproto.pack({"type": "subscribe", "module": "net_zeek"}))
+    sock.sendall(viewer_protocol.pack({"type": "hello", "version": 1, "token": token}))
+    sock.sendall(viewer_protocol.pack({"type": "subscribe", "module": "net_zeek"}))
     time.sleep(0.5)
     rss_before = rss_kib(server.pid)
     # a steady reader beside it, so we know when everything went out
@@ -164,7 +164,7 @@ def test_a_viewer_that_stops_reading_gets_one_full_graph_when_it_resumes(world: 
     # resume: read everything there is; while it was stalled the server dropped its diffs, and each time it could
     # write again it sent one full graph (reason "resync") instead of the backlog
     sock.settimeout(2)
-    decoder = vizproto.FrameDecoder(vizproto.MAX_SERVER_FRAME)
+    decoder = viewer_protocol.FrameDecoder(viewer_protocol.MAX_SERVER_FRAME)
     got: list[dict[str, Any]] = []
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -206,7 +206,7 @@ def test_lost_notifications_are_recovered_by_the_full_graph(world: World):
 
 
 def test_the_live_window_moves_on_without_recomputes_and_stays_the_interval_graph(world: World):
-    """net_zeek follows the live window (ModuleViz.advance): every period, what ended before the window's start
+    """net_zeek follows the live window (ModuleView.advance): every period, what ended before the window's start
     goes out as a diff, and the graph viewers rebuild equals `query graph` over the window; the live graph is
     recomputed only once, at start."""
     server, token, key_file = start(world, "--live-window", "600", "--full-every", "1")

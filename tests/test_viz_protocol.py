@@ -12,14 +12,15 @@ from typing import Any
 import pytest
 from twisted.internet import task
 from twisted.internet.testing import StringTransport
-from wiredraw.core import viz_server, vizproto
-from wiredraw.core.credentials import Tokens
-from wiredraw.core.graph import Change, Edge, Graph, ModuleViz, Node, Pulse
-from wiredraw.core.live import RECOMPUTE_EVERY, ClientView, ModuleFeed
-from wiredraw.core.viz_client import GraphMirror
-from wiredraw.core.viz_server import HELLO_TIMEOUT, PLAY_TICK, State, VizFactory, matcher
+from wiredraw.core import viewer_protocol
+from wiredraw.core.graph import Change, Edge, Graph, ModuleView, Node, Pulse
+from wiredraw.core.server import viewers as viz_server
+from wiredraw.core.server.credentials import Tokens
+from wiredraw.core.server.live import RECOMPUTE_EVERY, ClientView, ModuleFeed
+from wiredraw.core.server.viewers import HELLO_TIMEOUT, PLAY_TICK, State, ViewerFactory, matcher
+from wiredraw.core.viewer_client import GraphMirror
 
-VECTORS = json.loads((Path(__file__).parents[1] / "spec" / "vectors" / "viz-v1.json").read_text())
+VECTORS = json.loads((Path(__file__).parents[1] / "spec" / "vectors" / "viewer-v1.json").read_text())
 
 
 # -- vectors ------------------------------------------------------------------------------------------------
@@ -28,10 +29,10 @@ VECTORS = json.loads((Path(__file__).parents[1] / "spec" / "vectors" / "viz-v1.j
 @pytest.mark.parametrize("name", sorted(VECTORS["valid_client"]) + sorted(VECTORS["valid_server"]))
 def test_valid_vectors_decode_to_their_message(name):
     v = VECTORS["valid_client"].get(name) or VECTORS["valid_server"][name]
-    (msg,) = list(vizproto.FrameDecoder(vizproto.MAX_SERVER_FRAME).feed(bytes.fromhex(v["hex"])))
+    (msg,) = list(viewer_protocol.FrameDecoder(viewer_protocol.MAX_SERVER_FRAME).feed(bytes.fromhex(v["hex"])))
     assert msg == v["message"]
     # (the JSON file sorts map keys, so re-packing may order them differently: compare decoded)
-    assert list(vizproto.FrameDecoder(vizproto.MAX_SERVER_FRAME).feed(vizproto.pack(msg))) == [msg]
+    assert list(viewer_protocol.FrameDecoder(viewer_protocol.MAX_SERVER_FRAME).feed(viewer_protocol.pack(msg))) == [msg]
 
 
 @pytest.mark.parametrize("name", sorted(VECTORS["valid_client"]))
@@ -39,18 +40,18 @@ def test_valid_client_vectors_pass_the_server_checks(name):
     msg = VECTORS["valid_client"][name]["message"]
     kind = msg["type"]
     if kind == "hello":
-        assert vizproto.check_hello(msg) == msg["token"]
+        assert viewer_protocol.check_hello(msg) == msg["token"]
     elif kind == "subscribe":
-        assert vizproto.check_subscribe(msg)["module"] == msg["module"]
+        assert viewer_protocol.check_subscribe(msg)["module"] == msg["module"]
     else:
-        assert vizproto.check_request(msg) == (msg["id"], msg["what"])
+        assert viewer_protocol.check_request(msg) == (msg["id"], msg["what"])
 
 
 def test_vectors_file_is_what_the_generator_writes():
     import subprocess
     import sys
 
-    gen = Path(__file__).parents[1] / "spec" / "vectors" / "make_viz_vectors.py"
+    gen = Path(__file__).parents[1] / "spec" / "vectors" / "make_viewer_vectors.py"
     r = subprocess.run([sys.executable, str(gen), "--check"], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
 
@@ -68,7 +69,7 @@ def edge(src, dst, first=0.0, last=10.0, **attrs):
                 "conn", first, last, attrs)
 
 
-class FakeViz(ModuleViz):
+class FakeView(ModuleView):
     watch_keys = ("wd:fake:feed",)
     node_kinds = ("host",)
     edge_kinds = ("conn",)
@@ -123,15 +124,15 @@ class FakeViz(ModuleViz):
 class Viewer:
     """One in-memory viewer connection."""
 
-    def __init__(self, factory: VizFactory) -> None:
+    def __init__(self, factory: ViewerFactory) -> None:
         self.session = factory.buildProtocol(None)
         self.transport = StringTransport()
         self.session.makeConnection(self.transport)
-        self.decoder = vizproto.FrameDecoder(vizproto.MAX_SERVER_FRAME)
+        self.decoder = viewer_protocol.FrameDecoder(viewer_protocol.MAX_SERVER_FRAME)
         self.mirror = GraphMirror()
 
     def send(self, msg: dict[str, Any]) -> None:
-        self.session.dataReceived(vizproto.pack(msg))
+        self.session.dataReceived(viewer_protocol.pack(msg))
 
     def received(self) -> list[dict[str, Any]]:
         data = self.transport.value()
@@ -150,12 +151,12 @@ class Viewer:
 @pytest.fixture
 def env(tmp_path):
     clock = task.Clock()
-    viz = FakeViz()
+    viz = FakeView()
     feed = ModuleFeed("fake", viz, clock, window=0, full_every=30.0)
     tokens = Tokens(tmp_path)
     token = tokens.add("alice", "viewer")
     collector = tokens.add("bob", "collector")
-    factory = VizFactory({"fake": feed}, {998: "fake"}, tokens, clock, server_name="wiredraw test", full_every=30.0,
+    factory = ViewerFactory({"fake": feed}, {998: "fake"}, tokens, clock, server_name="wiredraw test", full_every=30.0,
                          modules_info=[{"id": 998, "slug": "fake"}])
 
     class Env:
@@ -600,17 +601,17 @@ def test_client_view_node_matching_filter_without_edges_shows():
 
 
 def test_parse_time_accepts_epoch_and_iso():
-    assert vizproto.parse_time("1541240000") == 1541240000.0
-    assert vizproto.parse_time("2018-11-03T10:13:20") == 1541240000.0
-    assert vizproto.parse_time("2018-11-03T11:13:20+01:00") == 1541240000.0
-    assert vizproto.parse_time("2018-11-03T10:13:20Z") == 1541240000.0
+    assert viewer_protocol.parse_time("1541240000") == 1541240000.0
+    assert viewer_protocol.parse_time("2018-11-03T10:13:20") == 1541240000.0
+    assert viewer_protocol.parse_time("2018-11-03T11:13:20+01:00") == 1541240000.0
+    assert viewer_protocol.parse_time("2018-11-03T10:13:20Z") == 1541240000.0
     with pytest.raises(ValueError, match="ISO-8601"):
-        vizproto.parse_time("yesterday")
+        viewer_protocol.parse_time("yesterday")
 
 
 # -- JSON for watch and query --------------------------------------------------------------------------------
 def test_to_json_writes_what_json_cannot_hold_as_json():
-    from wiredraw.core.viz_client import to_json, to_json_bytes
+    from wiredraw.core.viewer_client import to_json, to_json_bytes
 
     obj = {"inf": float("inf"), "nan": float("nan"), "raw": b"ok\xff", "set": {3}, "big": 2**70, "name": "café",
            "nested": [{"w": -float("inf")}], 7: "int key"}

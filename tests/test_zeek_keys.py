@@ -9,9 +9,9 @@ import helpers
 import msgpack
 import pytest
 from wiredraw.core.module import IngestContext, WriteBatch
-from wiredraw.plugins.net_zeek.keys import INGEST_LUA, parse_ingest_reply
 from wiredraw.plugins.net_zeek.module import NetZeekModule
 from wiredraw.plugins.net_zeek.query import active, conn_probes, host_probes
+from wiredraw.plugins.net_zeek.schema import INGEST_LUA, parse_ingest_reply
 
 PACK = msgpack.Packer(use_bin_type=False)  # what a probe of a bin_as_str module sends
 T0 = 1_541_240_000.0
@@ -182,8 +182,8 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "zeek"
 @pytest.mark.skipif(not DATA.is_dir(), reason=f"real Zeek data not found at {DATA} (../shared/data)")
 def test_real_day_long_ssh_session_is_active_at_every_point(ingest, redis_client):
     """rita_missing_host: an SSH session open all day appears only in the hourly open_conn logs."""
-    from wiredraw.plugins.net_zeek.keys import record_message
     from wiredraw.plugins.net_zeek.parser import read_log
+    from wiredraw.plugins.net_zeek.schema import record_message
 
     day = DATA / "tsv" / "rita_missing_host" / "2024-04-19"
     files = sorted(day.glob("open_conn.*.log.gz")) + sorted(day.glob("conn.*.log.gz"))

@@ -1,4 +1,4 @@
-"""net_zeek's viz translation (plugins/net_zeek/viz.py) against a real redis-server, with records written by
+"""net_zeek's view translation (plugins/net_zeek/view.py) against a real redis-server, with records written by
 ingest.lua as the server writes them, and real Zeek logs from ../shared/data/zeek where they are present."""
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from wiredraw.plugins.net_zeek.query import (
     conn_facts,
     decode_feed,
 )
-from wiredraw.plugins.net_zeek.viz import FeedGap, NetZeekViz, parse_options
+from wiredraw.plugins.net_zeek.view import FeedGap, NetZeekView, parse_options
 
 T0 = 1_541_240_000.0
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,7 +46,7 @@ def ingest(redis_client):
 
 @pytest.fixture
 def viz(store):
-    return NetZeekViz(store, {})
+    return NetZeekView(store, {})
 
 
 @cache
@@ -77,14 +77,14 @@ def assert_same_graph(live: Graph, query: Graph) -> None:
 
 def test_make_viz_and_what_the_spec_declares(store):
     module = NetZeekModule()
-    viz = module.make_viz(store, {})
-    assert isinstance(viz, NetZeekViz)
+    viz = module.make_view(store, {})
+    assert isinstance(viz, NetZeekView)
     assert viz.watch_keys == (FEED_KEY,) and viz.node_kinds == ("host",) and viz.edge_kinds == ("conn",)
     spec = load_module_spec(ROOT / "spec" / "modules" / "net_zeek.toml")
     assert spec.notify_classes == "t"  # an XADD is class t: the only event the translation follows
     assert spec.key_matches(FEED_KEY).type == "stream" and spec.key_matches(FEED_LAST_KEY).type == "string"
     with pytest.raises(ValueError, match="local_networks"):
-        module.make_viz(store, {"local_networks": ["not a network"]})
+        module.make_view(store, {"local_networks": ["not a network"]})
 
 
 # --- the change feed ---------------------------------------------------------------------------------------
@@ -223,7 +223,7 @@ def test_live_window_resync_mid_stream_and_a_write_racing_the_recompute(ingest, 
 def test_advancing_the_window_keeps_the_live_graph_the_interval_graph(ingest, viz):
     """The live state follows the window without a recompute: after advance(t0) the live graph is exactly the
     graph of [t0, inf) (weights count only the window's connections), and the state holds only those."""
-    assert NetZeekViz.follows_window
+    assert NetZeekView.follows_window
     live = LiveFeed(viz)
     for batch in batches(rolling_files()):
         ingest(batch)
@@ -570,7 +570,7 @@ def test_histogram_of_real_logs_counts_every_connection(ingest, viz):
 def test_options_categories_and_groups(tmp_path, store):
     tags = tmp_path / "tags.txt"
     tags.write_text("# site map\n10.0.0.0/8 corp\n10.1.0.0/16  lab   # the lab\n\n2001:db8::/32 v6site\n")
-    viz = NetZeekViz(
+    viz = NetZeekView(
         store,
         {
             "local_networks": ["10.0.0.0/8", "2001:db8::/32"],
@@ -584,7 +584,7 @@ def test_options_categories_and_groups(tmp_path, store):
     assert c.classify("10.9.9.9") == ("local", "office")  # groups win over the tags file for the same subnet
     assert c.classify("2001:db8::1") == ("local", "v6site")
     assert c.classify("192.168.1.1") == ("remote", "")  # not local here: local_networks replaces the default
-    default = NetZeekViz(store, {}).classifier
+    default = NetZeekView(store, {}).classifier
     assert [
         default.classify(ip)[0]
         for ip in ("10.1.1.1", "172.20.0.1", "192.168.0.1", "fd00::1", "8.8.8.8", "2001:4860::8888", "fe80::1%eth0")
@@ -605,7 +605,7 @@ def test_options_categories_and_groups(tmp_path, store):
 )
 def test_bad_options_are_refused_with_the_option_named(store, options, error):
     with pytest.raises(ValueError, match=error):
-        NetZeekViz(store, options)
+        NetZeekView(store, options)
 
 
 def test_bad_tags_file_line_is_refused_with_its_line_number(tmp_path):

@@ -1,7 +1,7 @@
-"""Test helpers for a module's viz translation: the server's Redis client interface over redis-py, a driver for the
+"""Test helpers for a module's view translation: the server's Redis client interface over redis-py, a driver for the
 translation's coroutines without a reactor, and net_zeek's write path (ingest.lua) and replayed real logs.
 
-:class:`Store` answers as the server's Twisted client does (core/redis_client.py): ``execute(*cmd)`` and
+:class:`Store` answers as the server's Twisted client does (core/server/redis_client.py): ``execute(*cmd)`` and
 ``pipeline(cmds)`` return Deferreds (already fired), replies raw as hiredis gives them (bytes, ints, nested lists),
 errors inside a pipeline as exception values.
 """
@@ -18,9 +18,9 @@ import redis
 from twisted.internet import defer
 from wiredraw.core.graph import Change, Graph
 from wiredraw.core.module import IngestContext, IngestCounts, WriteBatch
-from wiredraw.plugins.net_zeek.keys import INGEST_LUA
 from wiredraw.plugins.net_zeek.module import NetZeekModule
 from wiredraw.plugins.net_zeek.query import FEED_KEY, FEED_LAST_KEY
+from wiredraw.plugins.net_zeek.schema import INGEST_LUA
 from wiredraw.plugins.net_zeek.source import ReplaySource
 from wiredraw.testing.redis import SyncStore, run
 
@@ -97,7 +97,7 @@ class LiveFeed:
     events that came since (one ``xadd`` per feed entry written), each change applied; the changes are kept."""
 
     def __init__(self, viz: Any, t0: float | None = None) -> None:
-        self.viz = viz
+        self.view = viz
         self.redis: redis.Redis = viz.store.client
         self.notified = self._last()  # events of entries after this one reach the core after it subscribed
         self.graph: Graph = run(viz.live_graph(t0))
@@ -115,7 +115,7 @@ class LiveFeed:
         return [(FEED_KEY, "xadd")] * len(entries)
 
     def step(self) -> Change:
-        change: Change = run(self.viz.on_events(self.events(), self.graph))
+        change: Change = run(self.view.on_events(self.events(), self.graph))
         self.graph.apply(change)
         self.graph.check()
         self.changes.append(change)
@@ -123,7 +123,7 @@ class LiveFeed:
 
     def resync(self, t0: float | None) -> None:
         self.notified = self._last()
-        self.graph = run(self.viz.live_graph(t0))
+        self.graph = run(self.view.live_graph(t0))
 
     def pulses(self) -> list[Any]:
         return [p for c in self.changes for p in c.pulses]

@@ -2,7 +2,7 @@
 (viz/backend.py, started with ``spawn`` before ShowBase) holds the server connection, the graph and the layout.
 
 :class:`ViewerApp` only wires: the scene (viz/scene.py), the panels (viz/panels.py), the camera rig and the keys
-(viz/keys.py) are their own modules, and nothing here relies on ShowBase's injected builtins. Messages from the
+(viz/bindings.py) are their own modules, and nothing here relies on ShowBase's injected builtins. Messages from the
 backend are drained by one task with a bounded budget per frame, so a burst of data never stalls drawing.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from wiredraw.core.filter import FilterError, compile_filter
 from wiredraw.viz import messages, palette
-from wiredraw.viz.keys import HELD, load_keys
+from wiredraw.viz.bindings import HELD, load_keys
 from wiredraw.viz.panels import DetailsPanel, FilterPanel, LoginPanel, Timeline, ViewerSettings, fmt_time
 
 DRAIN_BUDGET_S = 0.006  # seconds of backend messages handled per frame, at most

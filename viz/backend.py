@@ -9,7 +9,7 @@ One loop (:class:`Backend`), each turn bounded so that a burst of data never sta
 
 1. up to ``MAX_COMMANDS`` render commands, read without blocking;
 2. up to ``MAX_SERVER_MESSAGES`` server messages (and at most ``APPLY_BUDGET_S`` of applying them) from the reader
-   thread's queue. The reader thread owns the socket: it connects (``VizClient.connect`` blocks), subscribes, then
+   thread's queue. The reader thread owns the socket: it connects (``ViewerClient.connect`` blocks), subscribes, then
    reads every message — replies included — into the queue, so the loop never waits on the network and replies
    are matched here by request id;
 3. model changes go to the layout (removed slots freed, edges and groups replaced, new slots placed near their
@@ -41,7 +41,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 import numpy as np
-from wiredraw.core.viz_client import VizClient, VizClientError, VizRefused
+from wiredraw.core.viewer_client import ViewerClient, ViewerClientError, ViewerRefused
 from wiredraw.probes.runner import parse_server as _parse_server
 from wiredraw.viz import messages
 from wiredraw.viz.layout import ForceLayout
@@ -154,7 +154,7 @@ class _Connection:
     def __init__(self, generation: int, host: str, port: int, token: str, module: str | None,
                  view: Mapping[str, Any], inbox: queue.Queue[tuple[int, str, Any]]) -> None:
         self.generation = generation
-        self.client = VizClient(host, port, token, timeout=10.0)
+        self.client = ViewerClient(host, port, token, timeout=10.0)
         self.module = module
         self.view = dict(view)
         self.inbox = inbox
@@ -169,11 +169,11 @@ class _Connection:
         client = self.client
         try:
             welcome = client.connect()
-        except VizRefused as exc:
+        except ViewerRefused as exc:
             self._put("refused", str(exc))
             client.close()
             return
-        except VizClientError as exc:
+        except ViewerClientError as exc:
             self._put("failed", str(exc))
             client.close()
             return
@@ -198,10 +198,10 @@ class _Connection:
             client.wait_forever()  # a quiet live view is not an error
             client.subscribe(module, **subscribe_args(self.view))
             while True:
-                # VizClient.next_message keeps replies to itself until the next pushed message; read them all
+                # ViewerClient.next_message keeps replies to itself until the next pushed message; read them all
                 msg = client.read_message()  # this thread owns the socket (module docstring)
                 self._put("message", msg)
-        except (VizClientError, OSError) as exc:
+        except (ViewerClientError, OSError) as exc:
             if not self.closing:
                 self._put("lost", str(exc))
         finally:
@@ -374,7 +374,7 @@ class Backend:
             try:
                 rid = self.connection.client.request_async("configure", **subscribe_args(self.view))
                 self.pending[rid] = {"kind": "configure"}
-            except (VizClientError, OSError) as exc:
+            except (ViewerClientError, OSError) as exc:
                 self.status(f"cannot change the view: {exc}", error=True)
 
     def request(self, cmd: dict[str, Any], what: str, **args: Any) -> None:
@@ -384,7 +384,7 @@ class Backend:
             return
         try:
             rid = self.connection.client.request_async(what, **args)
-        except (VizClientError, OSError) as exc:
+        except (ViewerClientError, OSError) as exc:
             self.sender.send({"kind": cmd["kind"], "result": None, "error": str(exc), "request": cmd})
             return
         self.pending[rid] = cmd
@@ -489,7 +489,7 @@ class Backend:
         if self.connection is not None and self.connection.module is not None:
             try:
                 self.connection.client.subscribe(self.connection.module, **subscribe_args(self.view))
-            except (VizClientError, OSError) as exc:
+            except (ViewerClientError, OSError) as exc:
                 self.status(f"cannot resubscribe: {exc}", error=True)
 
     def remember_at(self, msg: dict[str, Any]) -> None:

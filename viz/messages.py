@@ -28,7 +28,7 @@ None], "labels": [str | None], "groups": [str | None], "edge_index": int32 (M, 2
 "t": float | None}...]}``
     Transient highlights from diffs, as they arrive.
 ``{"kind": "details" | "histogram" | "range", "result": ..., "error": str | None, "request": {...}}``
-    Answers to the render's requests of the same kind (``result`` as in spec/viz.md "Requests"; None with
+    Answers to the render's requests of the same kind (``result`` as in spec/viewer.md "Requests"; None with
     ``error`` set when the server said no or no server is connected). ``request`` echoes the command.
 
 Render → backend

@@ -1,13 +1,13 @@
 """The viewer backend's graph: a networkx ``MultiDiGraph`` of the viz vocabulary's elements, with stable integer
 slots for the layout and the render side.
 
-- Nodes are keyed by node id, edges by ``(src, dst, edge id)``; each holds its wire dict (spec/viz.md, "Elements")
+- Nodes are keyed by node id, edges by ``(src, dst, edge id)``; each holds its wire dict (spec/viewer.md, "Elements")
   under the attribute ``el`` (nodes also hold their ``slot``).
 - :meth:`GraphModel.apply_graph` replaces the view *by difference*: nodes that stay keep their slots, so the
   periodic full graph (every 30 s) or a scrub to a nearby time moves nothing that did not change.
 - :meth:`GraphModel.apply_diff` applies a diff in the documented order (upsert nodes, upsert edges, remove edges,
   remove nodes with their edges) after checking its ``seq`` with the same rule as
-  :class:`wiredraw.core.viz_client.GraphMirror`: a diff must follow the previous message's seq by exactly one,
+  :class:`wiredraw.core.viewer_client.GraphMirror`: a diff must follow the previous message's seq by exactly one,
   else :class:`SequenceGap` is raised and nothing is applied (the caller resubscribes: a full graph follows).
 - Slots: a freed slot goes on a free list and the lowest free one is reused first, so slot numbers stay dense and
   no other node's slot ever changes. The render side learns the mapping from each ``scene`` message's ``ids``

@@ -35,7 +35,7 @@ from panda3d.core import (  # type: ignore[import-untyped]
     NodePath,
     TextNode,
 )
-from wiredraw.viz.keys import keys_path
+from wiredraw.viz.bindings import keys_path
 from wiredraw.viz.palette import TEXT
 from wiredraw.viz.palette import TEXT_DIM as DIM
 

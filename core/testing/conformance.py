@@ -12,7 +12,7 @@ Subclass :class:`ModuleConformance` in a test file; pytest collects its ``test_*
         readme = Path(__file__).parents[1] / "README.md"   # default: README.md beside the module's code
 
 Every check runs against a real Redis the kit starts itself (:func:`wiredraw.testing.redis.shared_redis`), through
-the server's own write path (:meth:`wiredraw.core.ingest.Ingest.prepare` and ``commit``), and fails with an
+the server's own write path (:meth:`wiredraw.core.server.ingest.Ingest.prepare` and ``commit``), and fails with an
 AssertionError naming the module and the cause. The checks can also be called directly (as the suite's own tests
 do): ``TestMySource().test_keys_written_match_declared_templates(RedisKit.shared())``.
 """
@@ -32,8 +32,7 @@ import msgpack
 import pytest
 from wiredraw.core import wire
 from wiredraw.core.batching import Batcher
-from wiredraw.core.graph import PULSE_MEANINGS, Change, Graph, ModuleViz
-from wiredraw.core.ingest import Ingest, Refused
+from wiredraw.core.graph import PULSE_MEANINGS, Change, Graph, ModuleView
 from wiredraw.core.module import (
     IngestCounts,
     Module,
@@ -43,6 +42,7 @@ from wiredraw.core.module import (
     validate_message,
 )
 from wiredraw.core.plugins import LoadedModule, ModuleSet, PluginError, load_modules, load_registry, validate_module
+from wiredraw.core.server.ingest import Ingest, Refused
 from wiredraw.testing.redis import RedisKit, fired, keyspace_events, run
 from wiredraw.testing.vectors import ModuleVectors, Vector, VectorFileError, load_vectors
 
@@ -55,7 +55,7 @@ README_SECTIONS = ("Summary", "ID", "Messages", "Keys", "Viz mapping", "Configur
 # make the module raise (bad input raises only the protocol's error).
 _BAD_VALUES: tuple[Any, ...] = (None, True, -1, 2**64 - 1, 1.5, "", "x" * 300, [], {}, b"\x00\xff", [[None]],
                                 {"": None}, float("nan"), float("inf"), float("-inf"))
-_EVENT_BATCH = 500  # the most keyspace events the core hands to on_events at once (core/live.py)
+_EVENT_BATCH = 500  # the most keyspace events the core hands to on_events at once (core/server/live.py)
 
 
 class _Problems:
@@ -100,8 +100,8 @@ class ModuleConformance:
     readme: ClassVar[Path | str | None] = None
     #: More recorded (message type, message) pairs ingested after the valid vectors (keys and translation checks).
     samples: ClassVar[Sequence[tuple[str, Any]]] = ()
-    #: The module's table of the server's ``--viz-config`` for :meth:`Module.make_viz`.
-    viz_options: ClassVar[Mapping[str, Any]] = {}
+    #: The module's table of the server's ``--viz-config`` for :meth:`Module.make_view`.
+    view_options: ClassVar[Mapping[str, Any]] = {}
     #: The name of the module's ``wiredraw.modules`` entry point, to check that it registers through it (None: skip).
     entry_point: ClassVar[str | None] = None
     #: Whether the valid vectors (and samples) must give a non-empty graph.
@@ -364,18 +364,18 @@ class ModuleConformance:
         spec = module.spec
         store = conformance_redis.store()
         try:
-            viz = module.make_viz(store, dict(self.viz_options))
+            viz = module.make_view(store, dict(self.view_options))
             if viz is None:
-                pytest.skip(f"module {spec.slug!r} has no viz translation")
+                pytest.skip(f"module {spec.slug!r} has no view translation")
             self._check_translation(module, viz, conformance_redis)
         finally:
             store.close()
 
-    def _check_translation(self, module: Module, viz: ModuleViz, kit: RedisKit) -> None:
+    def _check_translation(self, module: Module, viz: ModuleView, kit: RedisKit) -> None:
         spec = module.spec
         problems = _Problems(spec.slug)
-        if not isinstance(viz, ModuleViz):
-            raise AssertionError(f"module {spec.slug!r}: make_viz expected a ModuleViz, got {viz!r}")
+        if not isinstance(viz, ModuleView):
+            raise AssertionError(f"module {spec.slug!r}: make_view expected a ModuleView, got {viz!r}")
         node_kinds, edge_kinds = set(viz.node_kinds), set(viz.edge_kinds)
         if not node_kinds:
             problems.add(f"{type(viz).__name__} declares no node_kinds")
@@ -431,7 +431,7 @@ class ModuleConformance:
             if self.expect_graph and not query.nodes:
                 problems.add("graph(-inf, inf) is empty after ingesting the valid vectors (set expect_graph = False "
                              "if they give no graph)")
-            follows_events = type(viz).on_events is not ModuleViz.on_events  # else: periodic recomputes only
+            follows_events = type(viz).on_events is not ModuleView.on_events  # else: periodic recomputes only
             if query.nodes and live is not None and not live.nodes and follows_events:
                 problems.add(f"the live graph stayed empty through {len(events)} keyspace events while "
                              f"graph(-inf, inf) has {len(query.nodes)} nodes: do notify_classes "
@@ -538,7 +538,7 @@ class _Outcome:
 
 
 class _Writer:
-    """The server's write path for one module (core/ingest.py): the probe's packing (Batcher), ``Ingest.prepare``
+    """The server's write path for one module (core/server/ingest.py): the probe's packing (Batcher), ``Ingest.prepare``
     (decode, validate, ``ingest``/``ingest_body``) and ``Ingest.commit`` (one MULTI/EXEC) into the kit's Redis,
     with the module's Lua scripts loaded first as the server does on every connection."""
 

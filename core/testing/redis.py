@@ -2,10 +2,10 @@
 that let the server's code run against it synchronously.
 
 - :func:`shared_redis`: one private, ephemeral redis-server per test process (the same starter the server uses,
-  :class:`~wiredraw.core.embedded_redis.EmbeddedRedis`), started on first use, stopped at exit.
+  :class:`~wiredraw.core.server.embedded_redis.EmbeddedRedis`), started on first use, stopped at exit.
 - :class:`RedisKit`: a client on it that answers as the server's own client does (RESP2, raw replies), with
   :meth:`RedisKit.flush`, :meth:`RedisKit.keys`, and the server's write (:meth:`RedisKit.transaction`).
-- :class:`SyncStore`: what a viz translation gets as ``store`` (``execute`` / ``pipeline`` returning fired
+- :class:`SyncStore`: what a view translation gets as ``store`` (``execute`` / ``pipeline`` returning fired
   Deferreds), and :func:`run` to drive its coroutines without a reactor.
 - :func:`keyspace_events`: record the keyspace notifications an action causes, as the server subscribes to them.
 """
@@ -23,8 +23,8 @@ from typing import Any
 import redis
 from twisted.internet import defer
 from twisted.python.failure import Failure
-from wiredraw.core.embedded_redis import EmbeddedRedis
 from wiredraw.core.module import IngestContext, IngestCounts, Module, WriteBatch, validate_message
+from wiredraw.core.server.embedded_redis import EmbeddedRedis
 
 __all__ = ["RedisKit", "SyncStore", "keyspace_events", "run", "shared_redis"]
 

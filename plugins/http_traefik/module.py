@@ -2,7 +2,7 @@
 
 The parts, one file each: the declaration (spec/modules/http_traefik.toml: ID 3, the ``request`` message, keys),
 the probe source (source.py: Traefik's access log, JSON or common log format), the key schema and write path
-(keys.py), the viz translation (viz.py).
+(keys.py), the view translation (viz.py).
 """
 
 from __future__ import annotations
@@ -14,15 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 from wiredraw.core.hookspecs import hookimpl
 from wiredraw.core.module import Module, builtin_spec_path
-from wiredraw.plugins.http_traefik.keys import HttpTraefikKeys
+from wiredraw.plugins.http_traefik.schema import HttpTraefikSchema
 
 if TYPE_CHECKING:
     from wiredraw.plugins.http_traefik.source import HttpTraefikSource
-    from wiredraw.plugins.http_traefik.viz import HttpTraefikViz
+    from wiredraw.plugins.http_traefik.view import HttpTraefikView
 
 
-class HttpTraefikModule(HttpTraefikKeys, Module):
-    """Module http_traefik: its probe options and source, its write path (:class:`HttpTraefikKeys`) and its view."""
+class HttpTraefikModule(HttpTraefikSchema, Module):
+    """Module http_traefik: its probe options and source, its write path (:class:`HttpTraefikSchema`) and its view."""
 
     spec_path = builtin_spec_path("http_traefik")
 
@@ -44,12 +44,12 @@ class HttpTraefikModule(HttpTraefikKeys, Module):
         return HttpTraefikSource(Path(options.file), from_end=bool(getattr(options, "from_end", False)),
                                  entrypoint=getattr(options, "entrypoint", None))
 
-    def make_viz(self, store: Any, options: Mapping[str, Any]) -> HttpTraefikViz:
+    def make_view(self, store: Any, options: Mapping[str, Any]) -> HttpTraefikView:
         """Callers, routers and services of each proxy; ``options``: the ``[http_traefik]`` table of the server's
         viz config (``fade``, ``client_networks``, ``details_requests``; see viz.sample.toml). Bad: ValueError."""
-        from wiredraw.plugins.http_traefik.viz import HttpTraefikViz  # server side only
+        from wiredraw.plugins.http_traefik.view import HttpTraefikView  # server side only
 
-        return HttpTraefikViz(store, options)
+        return HttpTraefikView(store, options)
 
 
 @hookimpl

@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 from wiredraw.core.hookspecs import hookimpl
 from wiredraw.core.module import Demo, Module, builtin_spec_path
-from wiredraw.plugins.net_zeek.keys import ZeekCollector, ZeekKeys
+from wiredraw.plugins.net_zeek.schema import ZeekCollector, ZeekSchema
 from wiredraw.plugins.net_zeek.source import LogDirSource, ReplaySource, parse_time
 
 if TYPE_CHECKING:
-    from wiredraw.plugins.net_zeek.viz import NetZeekViz
+    from wiredraw.plugins.net_zeek.view import NetZeekView
 
 
-class NetZeekModule(ZeekKeys, ZeekCollector, Module):
+class NetZeekModule(ZeekSchema, ZeekCollector, Module):
     spec_path = builtin_spec_path("net_zeek")
 
     def add_probe_options(self, parser: argparse.ArgumentParser) -> None:
@@ -63,12 +63,12 @@ class NetZeekModule(ZeekKeys, ZeekCollector, Module):
                 raise ValueError(f"net_zeek: --replay {f}: no such file")
         return ReplaySource(list(replay), speed=1.0 if speed is None else speed, fast=fast)
 
-    def make_viz(self, store: Any, options: Mapping[str, Any]) -> NetZeekViz:
+    def make_view(self, store: Any, options: Mapping[str, Any]) -> NetZeekView:
         """Hosts and the connections between them; ``options``: the ``[net_zeek]`` table of the server's viz
         config (``local_networks``, ``groups``, ``tags_file``; see viz.sample.toml). A bad option: ValueError."""
-        from wiredraw.plugins.net_zeek.viz import NetZeekViz  # server side only: probes never import it
+        from wiredraw.plugins.net_zeek.view import NetZeekView  # server side only: probes never import it
 
-        return NetZeekViz(store, options)
+        return NetZeekView(store, options)
 
 
 @hookimpl

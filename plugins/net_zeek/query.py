@@ -2,7 +2,7 @@
 change feed that ingest.lua appends to.
 
 Command builders and reply parsers are shared: the synchronous helpers here (redis-py, for tools and tests) and
-the viz translation (:mod:`wiredraw.plugins.net_zeek.viz`, the server's Twisted client) issue the same commands.
+the view translation (:mod:`wiredraw.plugins.net_zeek.view`, the server's Twisted client) issue the same commands.
 The cost of a point query is 2 buckets per index level, whatever the length of the connections
 (spec/modules/net_zeek.toml, key ``ix``).
 """
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import msgpack
-from wiredraw.plugins.net_zeek.keys import index_buckets
+from wiredraw.plugins.net_zeek.schema import index_buckets
 
 PREFIX = "wd:net_zeek:"
 FEED_KEY = PREFIX + "feed"

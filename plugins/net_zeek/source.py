@@ -42,8 +42,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from wiredraw.plugins.net_zeek.keys import record_message
 from wiredraw.plugins.net_zeek.parser import LogStream, ZeekRecord, path_from_filename
+from wiredraw.plugins.net_zeek.schema import record_message
 
 Message = tuple[str, dict[str, Any]]
 

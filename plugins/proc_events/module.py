@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING, Any
 
 from wiredraw.core.hookspecs import hookimpl
 from wiredraw.core.module import Module, builtin_spec_path
-from wiredraw.plugins.proc_events.keys import ProcKeys
+from wiredraw.plugins.proc_events.schema import ProcSchema
 
 if TYPE_CHECKING:
     from wiredraw.plugins.proc_events.source import ProcSource
-    from wiredraw.plugins.proc_events.viz import ProcEventsViz
+    from wiredraw.plugins.proc_events.view import ProcEventsView
 
 
-class ProcEventsModule(ProcKeys, Module):
+class ProcEventsModule(ProcSchema, Module):
     spec_path = builtin_spec_path("proc_events")
 
     def add_probe_options(self, parser: argparse.ArgumentParser) -> None:
@@ -36,12 +36,12 @@ class ProcEventsModule(ProcKeys, Module):
                           snapshot_every=float(getattr(options, "snapshot_every", 60.0)),
                           method=str(getattr(options, "method", "auto")))
 
-    def make_viz(self, store: Any, options: Mapping[str, Any]) -> ProcEventsViz:
+    def make_view(self, store: Any, options: Mapping[str, Any]) -> ProcEventsView:
         """The process tree of each probe host; ``options``: the ``[proc_events]`` table of the server's viz config
         (``fade``, ``category``; see viz.sample.toml). A bad option: ValueError."""
-        from wiredraw.plugins.proc_events.viz import ProcEventsViz  # server side only
+        from wiredraw.plugins.proc_events.view import ProcEventsView  # server side only
 
-        return ProcEventsViz(store, options)
+        return ProcEventsView(store, options)
 
 
 @hookimpl

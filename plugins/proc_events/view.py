@@ -1,4 +1,4 @@
-"""proc_events' viz translation: the process tree of each probe host (DESIGN.md §5).
+"""proc_events' view translation: the process tree of each probe host (DESIGN.md §5).
 
 Vocabulary
 ----------
@@ -26,9 +26,9 @@ Two paths, one function
 -----------------------
 Both build the graph with :func:`build_graph` from process records (:class:`Proc`, read from ``proc:*`` hashes):
 
-- query: :meth:`ProcEventsViz.graph` reads the candidates (the ``alive:{probe}`` sets and the interval index
+- query: :meth:`ProcEventsView.graph` reads the candidates (the ``alive:{probe}`` sets and the interval index
   ``ix:*`` of ended processes), then their hashes, in pipelined batches.
-- live: :meth:`ProcEventsViz.live_graph` keeps the records of the graph at T; :meth:`ProcEventsViz.on_events`
+- live: :meth:`ProcEventsView.live_graph` keeps the records of the graph at T; :meth:`ProcEventsView.on_events`
   re-reads each process whose hash changed (hset events) and T (zadd on ``probes``), drops records that faded,
   rebuilds, and returns the difference. Re-reading whole records makes a repeated or raced event harmless.
 """
@@ -47,15 +47,15 @@ from wiredraw.core.graph import (
     Details,
     Edge,
     Graph,
-    ModuleViz,
+    ModuleView,
     Node,
     Pulse,
     Section,
     fade_option,
     hash_fields,
-    viz_options,
+    view_options,
 )
-from wiredraw.plugins.proc_events.keys import (
+from wiredraw.plugins.proc_events.schema import (
     CHUNK,
     FIRST_KEY,
     INDEX_BASE,
@@ -65,7 +65,7 @@ from wiredraw.plugins.proc_events.keys import (
     index_ranges,
 )
 
-__all__ = ["ProcEventsViz", "Proc", "build_graph", "parse_options", "parse_proc", "VizOptions"]
+__all__ = ["ProcEventsView", "Proc", "build_graph", "parse_options", "parse_proc", "ViewOptions"]
 
 OPTION_NAMES = ("fade", "category")
 DEFAULT_FADE = 60.0
@@ -77,19 +77,19 @@ MAX_BUCKETS = 2000  # index buckets of level 0 read for an interval; a wider one
 
 
 @dataclass(frozen=True)
-class VizOptions:
+class ViewOptions:
     fade: float = DEFAULT_FADE
     category: str = "user"
 
 
-def parse_options(options: Mapping[str, Any] | None) -> VizOptions:
+def parse_options(options: Mapping[str, Any] | None) -> ViewOptions:
     """Check the ``[proc_events]`` table of the server's viz config; a ValueError names the option at fault."""
-    options = viz_options("proc_events", options, OPTION_NAMES)
+    options = view_options("proc_events", options, OPTION_NAMES)
     fade = fade_option(options, DEFAULT_FADE)
     category = options.get("category", "user")
     if category not in CATEGORIES:
         raise ValueError(f"category: expected one of {', '.join(CATEGORIES)}, got {category!r}")
-    return VizOptions(float(fade), str(category))
+    return ViewOptions(float(fade), str(category))
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -201,7 +201,7 @@ def parent_of(p: Proc, by_pid: Mapping[tuple[str, int], list[Proc]]) -> Proc | N
     return best
 
 
-def build_graph(procs: Iterable[Proc], t0: float, t1: float, options: VizOptions) -> Graph:
+def build_graph(procs: Iterable[Proc], t0: float, t1: float, options: ViewOptions) -> Graph:
     """Every process active in [t0, t1] (see the module docstring) and the parent -> child edges among them."""
     shown = [p for p in procs if p.active(t0, t1, options.fade)]
     by_pid: dict[tuple[str, int], list[Proc]] = {}
@@ -238,7 +238,7 @@ def exit_meaning(p: Proc) -> str:
 # The translation
 
 
-class ProcEventsViz(ModuleViz):
+class ProcEventsView(ModuleView):
     watch_keys = (f"{PREFIX}proc:*", PROBES_KEY)
     node_kinds = ("process",)
     edge_kinds = ("fork",)

@@ -33,7 +33,7 @@ def parse_ingest_reply(reply: Any) -> IngestCounts:
     return IngestCounts(records=records, written=new, repeats=repeats, rejected=reasons)
 
 
-class ZeekKeys:
+class ZeekSchema:
     """Mixin for the module object: the server-side write path."""
 
     scripts: ClassVar[dict[str, str]] = {"ingest": INGEST_LUA}

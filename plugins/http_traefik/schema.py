@@ -64,7 +64,7 @@ def parse_request_field(name: str) -> tuple[float, str, str] | None:
     return (t, parts[1], parts[2]) if math.isfinite(t) else None
 
 
-class HttpTraefikKeys:
+class HttpTraefikSchema:
     """Mixin for the module object: the write path (``ingest``)."""
 
     retention: int = DEFAULT_RETENTION

@@ -3,7 +3,7 @@
 Plain Redis commands and one small script: every write is HSETNX, ZADD (a member already there with its score
 changes nothing), ZADD GT/LT, ZREM, or alive.lua (one call per batch: add to the alive set the processes whose
 record has no end), so a message repeated by the same probe changes nothing and notifies nothing (glouglou's set
-trick). The viz translation follows ``hset`` events on ``proc:*`` and ``zadd`` events on
+trick). The view translation follows ``hset`` events on ``proc:*`` and ``zadd`` events on
 ``probes``; see viz.py.
 
 Counting: the reply of each record's defining HSETNX (fork: start, exec: x:{t}, exit: end; a snapshot counts
@@ -88,7 +88,7 @@ def exec_record(msg: dict[str, Any]) -> str:
     return json.dumps({f: msg.get(f) for f in EXEC_FIELDS}, separators=(",", ":"), ensure_ascii=False)
 
 
-class ProcKeys:
+class ProcSchema:
     """Mixin for the module object: the write path (``ingest``)."""
 
     retention: int = DEFAULT_RETENTION

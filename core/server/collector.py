@@ -16,10 +16,10 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 from wiredraw.core import wire
 from wiredraw.core.batching import Batcher
-from wiredraw.core.credentials import Tokens
-from wiredraw.core.ingest import Ingest, Refused
 from wiredraw.core.module import IngestCounts
 from wiredraw.core.plugins import LoadedModule
+from wiredraw.core.server.credentials import Tokens
+from wiredraw.core.server.ingest import Ingest, Refused
 
 DEFAULT_MAX_UPLOAD = 64 << 20
 BODY_RECORDS = 500  # records per Redis batch: a Lua batch blocks Redis while it runs (notes/perf.md)

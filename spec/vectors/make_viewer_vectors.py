@@ -1,6 +1,6 @@
-"""Generate spec/vectors/viz-v1.json, the byte-exact vectors of viz protocol v1 (spec/viz.md).
+"""Generate spec/vectors/viewer-v1.json, the byte-exact vectors of viz protocol v1 (spec/viewer.md).
 
-    python3 spec/vectors/make_viz_vectors.py [--check]
+    python3 spec/vectors/make_viewer_vectors.py [--check]
 
 Built with msgpack and struct directly, never importing wiredraw: the vectors say what the spec says.
 tests/test_viz_protocol.py holds the implementation to them. Deterministic.
@@ -17,7 +17,7 @@ from typing import Any
 
 import msgpack
 
-OUT = Path(__file__).with_name("viz-v1.json")
+OUT = Path(__file__).with_name("viewer-v1.json")
 MAX_CLIENT_FRAME = 65536
 
 
@@ -101,7 +101,7 @@ def build() -> dict[str, Any]:
     ]
     return {
         "protocol": "wiredraw viz v1",
-        "spec": "spec/viz.md",
+        "spec": "spec/viewer.md",
         "max_client_frame": MAX_CLIENT_FRAME,
         "valid_client": {k: {"hex": frame(v), "message": v} for k, v in valid_client.items()},
         "valid_server": {k: {"hex": frame(v), "message": v} for k, v in valid_server.items()},

@@ -1,4 +1,4 @@
-"""A blocking viz-protocol client (spec/viz.md): what `wiredraw watch` and `wiredraw query` use, and the reference
+"""A blocking viz-protocol client (spec/viewer.md): what `wiredraw watch` and `wiredraw query` use, and the reference
 for other clients. One socket; replies to requests are matched by id, other messages are queued in order.
 """
 
@@ -13,25 +13,25 @@ from collections.abc import Iterator
 from typing import Any
 
 import orjson
-from wiredraw.core import vizproto
+from wiredraw.core import viewer_protocol
 from wiredraw.core.graph import Edge, Graph, Node
 
 
-class VizClientError(Exception):
+class ViewerClientError(Exception):
     """Cannot talk to the server: the message says why and what to do."""
 
 
-class VizRefused(VizClientError):
+class ViewerRefused(ViewerClientError):
     """The server refused the token (or the protocol version)."""
 
 
-class VizClient:
+class ViewerClient:
     def __init__(self, host: str, port: int, token: str, *, timeout: float | None = 10.0) -> None:
         self.host, self.port, self.token = host, port, token
         self.timeout = timeout
         self.sock: socket.socket | None = None
         self.welcome: dict[str, Any] = {}
-        self._decoder = vizproto.FrameDecoder(vizproto.MAX_SERVER_FRAME)
+        self._decoder = viewer_protocol.FrameDecoder(viewer_protocol.MAX_SERVER_FRAME)
         self._queue: deque[dict[str, Any]] = deque()
         self._replies: dict[int, dict[str, Any]] = {}
         self._next_id = 1
@@ -39,21 +39,23 @@ class VizClient:
 
     # -- connection ------------------------------------------------------------------------------------------
     def connect(self) -> dict[str, Any]:
-        """Connect and say hello; returns the welcome (server name, modules). Raises VizRefused / VizClientError."""
+        """Connect and say hello; returns the welcome (server name, modules).
+
+        Raises ViewerRefused / ViewerClientError."""
         try:
             self.sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError as exc:
-            raise VizClientError(f"cannot connect to the viz port {self.host}:{self.port} ({exc.strerror or exc}); "
+            raise ViewerClientError(f"cannot connect to the viz port {self.host}:{self.port} ({exc.strerror or exc}); "
                                  f"is `wiredraw server` running, and is that its viz= address?") from None
-        self.send({"type": "hello", "version": vizproto.VERSION, "token": self.token})
+        self.send({"type": "hello", "version": viewer_protocol.VERSION, "token": self.token})
         msg = self._read()
         if msg["type"] == "welcome":
             self.welcome = msg
             return msg
         if msg["type"] in ("refused", "error"):
-            raise VizRefused(str(msg.get("reason", "refused")))
-        raise VizClientError(f"unexpected first message {msg['type']!r} from the server")
+            raise ViewerRefused(str(msg.get("reason", "refused")))
+        raise ViewerClientError(f"unexpected first message {msg['type']!r} from the server")
 
     def close(self) -> None:
         if self.sock is not None:
@@ -62,7 +64,7 @@ class VizClient:
             finally:
                 self.sock = None
 
-    def __enter__(self) -> VizClient:
+    def __enter__(self) -> ViewerClient:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -70,9 +72,9 @@ class VizClient:
 
     def send(self, message: dict[str, Any]) -> None:
         if self.sock is None:
-            raise VizClientError("not connected")
+            raise ViewerClientError("not connected")
         with self._send_lock:
-            self.sock.sendall(vizproto.pack(message))
+            self.sock.sendall(viewer_protocol.pack(message))
 
     def _read(self) -> dict[str, Any]:
         """The next message off the socket (blocking)."""
@@ -83,27 +85,27 @@ class VizClient:
             try:
                 data = self.sock.recv(1 << 20)
             except TimeoutError:
-                raise VizClientError(f"no answer from {self.host}:{self.port} within {self.timeout} s") from None
+                raise ViewerClientError(f"no answer from {self.host}:{self.port} within {self.timeout} s") from None
             except OSError as exc:
-                raise VizClientError(f"connection to the server failed: {exc}") from None
+                raise ViewerClientError(f"connection to the server failed: {exc}") from None
             if not data:
-                raise VizClientError("the server closed the connection")
+                raise ViewerClientError("the server closed the connection")
             try:
                 self._queue.extend(self._decoder.feed(data))
-            except vizproto.VizProtocolError as exc:
-                raise VizClientError(f"bad data from the server: {exc}") from None
+            except viewer_protocol.ViewerProtocolError as exc:
+                raise ViewerClientError(f"bad data from the server: {exc}") from None
 
     # -- messages --------------------------------------------------------------------------------------------
     def next_message(self) -> dict[str, Any]:
         """The next pushed message (graph, diff, error, ...), in order; replies are kept for :meth:`request`.
-        A fatal error from the server raises VizClientError with its reason."""
+        A fatal error from the server raises ViewerClientError with its reason."""
         while True:
             msg = self._read()
             if msg["type"] == "reply":
                 self._replies[msg.get("id", -1)] = msg
                 continue
             if msg["type"] == "error" and msg.get("fatal", True):
-                raise VizClientError(f"server error: {msg.get('reason', '?')}")
+                raise ViewerClientError(f"server error: {msg.get('reason', '?')}")
             return msg
 
     def read_message(self) -> dict[str, Any]:
@@ -139,14 +141,14 @@ class VizClient:
                 if msg["type"] == "reply":
                     self._replies[msg.get("id", -1)] = msg
                 elif msg["type"] == "error" and msg.get("fatal", True):
-                    raise VizClientError(f"server error: {msg.get('reason', '?')}")
+                    raise ViewerClientError(f"server error: {msg.get('reason', '?')}")
                 else:
                     held.append(msg)
         finally:
             self._queue.extendleft(reversed(held))
         reply = self._replies.pop(rid)
         if not reply.get("ok"):
-            raise VizClientError(str(reply.get("error", "request failed")))
+            raise ViewerClientError(str(reply.get("error", "request failed")))
         return reply.get("result")
 
 

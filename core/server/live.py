@@ -6,7 +6,7 @@ to every live subscriber. Every ``full_every`` seconds every subscriber gets the
 out of the live window pruned first); at start, after the keyspace subscription was cut, after a failed
 translation, and every ``RECOMPUTE_EVERY``-th period it is recomputed from Redis first: that is how lost
 notifications are recovered (a recompute of a busy window costs seconds, so not every period). A module whose
-translation follows the window itself (``ModuleViz.follows_window``) is asked to ``advance`` it every period
+translation follows the window itself (``ModuleView.follows_window``) is asked to ``advance`` it every period
 instead of the periodic recompute. Every operation on a feed runs under one lock, in order.
 
 :class:`ClientView` is one viewer's filter over a graph: the elements it shows, so that a change becomes the
@@ -27,8 +27,8 @@ import msgpack
 from twisted.internet import defer
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
-from wiredraw.core.graph import Change, Edge, Graph, ModuleViz, Node, element_attrs
-from wiredraw.core.vizproto import HEADER
+from wiredraw.core.graph import Change, Edge, Graph, ModuleView, Node, element_attrs
+from wiredraw.core.viewer_protocol import HEADER
 
 Matcher = Callable[[Mapping[str, Any]], bool]
 
@@ -185,7 +185,7 @@ def _array(packer: msgpack.Packer, items: list[bytes]) -> bytes:
 
 class SharedDiff:
     """One change as every unfiltered viewer sees it: built and packed once per change, not once per viewer (only
-    ``seq`` differs, spliced in front of the shared part; spec/viz.md "diff")."""
+    ``seq`` differs, spliced in front of the shared part; spec/viewer.md "diff")."""
 
     def __init__(self, graph: Graph, change: Change, removed: list[Edge], cache: PackCache | None = None) -> None:
         self.graph, self.change, self.removed = graph, change, removed
@@ -228,8 +228,8 @@ class ModuleFeed:
 
     log = Logger()
 
-    def __init__(self, slug: str, viz: ModuleViz, clock: Any, *, window: float, full_every: float) -> None:
-        self.slug, self.viz, self.clock = slug, viz, clock
+    def __init__(self, slug: str, view: ModuleView, clock: Any, *, window: float, full_every: float) -> None:
+        self.slug, self.view, self.clock = slug, view, clock
         self.window, self.full_every = window, full_every
         self.graph = Graph()
         self.ready = False  # the first full recompute is done
@@ -239,7 +239,8 @@ class ModuleFeed:
         self._pending: list[tuple[str, str]] = []
         self._flush_call: Any = None
         self._loop: LoopingCall | None = None
-        self.counters: Counter[str] = Counter()
+        # the counters /stats shows are there from the start (0), so a reader never meets a missing one
+        self.counters: Counter[str] = Counter(dict.fromkeys(("events", "changes", "advances", "refreshes"), 0))
         self._periods = 0
         self.packs = PackCache()
         self._full_pairs: bytes | None = None  # the live graph's nodes and edges, packed (None: changed since)
@@ -260,7 +261,7 @@ class ModuleFeed:
     def subscription_ready(self, first: bool) -> None:
         """The keyspace subscription is (re)established: recompute (events may have been missed)."""
         if not first:
-            self.viz.lost_events()
+            self.view.lost_events()
         self.refresh("start" if first else "resync")
 
     # -- events ----------------------------------------------------------------------------------------------
@@ -284,7 +285,7 @@ class ModuleFeed:
         if not self.ready:
             return  # the coming full recompute includes them
         try:
-            change = yield defer.Deferred.fromCoroutine(self.viz.on_events(events, self.graph))
+            change = yield defer.Deferred.fromCoroutine(self.view.on_events(events, self.graph))
         except Exception:
             self.counters["translate_errors"] += 1
             self.log.failure("module {slug}: translating {n} events failed; recomputing the graph",
@@ -311,7 +312,7 @@ class ModuleFeed:
     # -- full graph ------------------------------------------------------------------------------------------
     def periodic(self) -> defer.Deferred[Any]:
         self._periods += 1
-        if not self.ready or (self._periods % RECOMPUTE_EVERY == 0 and not self.viz.follows_window):
+        if not self.ready or (self._periods % RECOMPUTE_EVERY == 0 and not self.view.follows_window):
             return self.refresh("periodic")
         d = self.lock.run(self._resend)
         if self._periods % RECOMPUTE_EVERY == 0:
@@ -324,11 +325,11 @@ class ModuleFeed:
     def _resend(self) -> Any:
         """The live graph to every subscriber, after dropping what left the live window (a module that follows
         the window says what first, sent as a diff)."""
-        if self.viz.follows_window and self.ready:
+        if self.view.follows_window and self.ready:
             iv = self.interval()
             t0 = iv[0] if iv is not None and self.window > 0 else None
             try:
-                change = yield defer.Deferred.fromCoroutine(self.viz.advance(t0, self.graph))
+                change = yield defer.Deferred.fromCoroutine(self.view.advance(t0, self.graph))
             except Exception:
                 self.counters["translate_errors"] += 1
                 self.log.failure("module {slug}: moving the live window failed; recomputing the graph",
@@ -360,13 +361,13 @@ class ModuleFeed:
     def _refresh(self, reason: str) -> Any:
         started = time.perf_counter()
         try:
-            span = yield defer.Deferred.fromCoroutine(self.viz.time_range())
+            span = yield defer.Deferred.fromCoroutine(self.view.time_range())
             t0 = None
             if span is not None:
                 self.latest = span[1]
                 if self.window > 0:
                     t0 = span[1] - self.window
-            graph = yield defer.Deferred.fromCoroutine(self.viz.live_graph(t0))
+            graph = yield defer.Deferred.fromCoroutine(self.view.live_graph(t0))
         except Exception:
             self.counters["refresh_errors"] += 1
             self.log.failure("module {slug}: computing the live graph failed (next try in {s} s)",
@@ -383,7 +384,7 @@ class ModuleFeed:
             sub.live_full(self, reason)
 
     def full_frame(self, seq: int, reason: str) -> list[bytes]:
-        """The live graph whole, as every unfiltered live viewer gets it (spec/viz.md "graph"), as the parts of
+        """The live graph whole, as every unfiltered live viewer gets it (spec/viewer.md "graph"), as the parts of
         one frame: its nodes and edges are packed once per version of the graph, from elements already packed,
         and shared, not copied (tens of MB for a big graph); only the header is per viewer."""
         packer = msgpack.Packer(use_bin_type=True)

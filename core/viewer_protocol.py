@@ -1,8 +1,8 @@
-"""Viz protocol v1 (spec/viz.md): length-prefixed msgpack maps over TCP, server -> viewers.
+"""Viz protocol v1 (spec/viewer.md): length-prefixed msgpack maps over TCP, server -> viewers.
 
 A frame is a 4-byte big-endian length, then that many bytes of one msgpack map with a ``type`` field. This module
 holds the framing, the message shapes (checked on what a viewer sends) and the time parsing the CLI shares; the
-server's session is :mod:`wiredraw.core.viz_server`, the blocking client :mod:`wiredraw.core.viz_client`.
+server's session is :mod:`wiredraw.core.server.viewers`, the blocking client :mod:`wiredraw.core.viewer_client`.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ DEFAULT_FULL_EVERY = 30.0
 DEFAULT_PLAY_WINDOW = 60.0
 
 
-class VizProtocolError(ValueError):
-    """A frame or message that breaks the protocol; ``code`` is the error's short name (spec/viz.md)."""
+class ViewerProtocolError(ValueError):
+    """A frame or message that breaks the protocol; ``code`` is the error's short name (spec/viewer.md)."""
 
     def __init__(self, code: str, text: str) -> None:
         super().__init__(text)
@@ -40,7 +40,7 @@ def pack(message: Mapping[str, Any]) -> bytes:
 
 
 class FrameDecoder:
-    """Feed bytes, get messages (maps). Raises VizProtocolError on an oversized frame or a body that is not a
+    """Feed bytes, get messages (maps). Raises ViewerProtocolError on an oversized frame or a body that is not a
     msgpack map with a string ``type``; the stream is unusable after that."""
 
     def __init__(self, max_frame: int) -> None:
@@ -54,7 +54,7 @@ class FrameDecoder:
             while len(buf) - pos >= HEADER.size:
                 (n,) = HEADER.unpack_from(buf, pos)
                 if n > self.max_frame:
-                    raise VizProtocolError("too_large", f"frame of {n} bytes; the limit is {self.max_frame}")
+                    raise ViewerProtocolError("too_large", f"frame of {n} bytes; the limit is {self.max_frame}")
                 if len(buf) - pos < HEADER.size + n:
                     return
                 body = bytes(buf[pos + HEADER.size : pos + HEADER.size + n])
@@ -68,9 +68,9 @@ def decode_body(body: bytes) -> dict[str, Any]:
     try:
         msg = msgpack.unpackb(body, raw=False, strict_map_key=True)
     except Exception as exc:  # msgpack raises several types for bad input
-        raise VizProtocolError("bad_frame", f"frame body is not msgpack: {type(exc).__name__}") from None
+        raise ViewerProtocolError("bad_frame", f"frame body is not msgpack: {type(exc).__name__}") from None
     if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
-        raise VizProtocolError("bad_frame", "a message is a msgpack map with a string 'type'")
+        raise ViewerProtocolError("bad_frame", "a message is a msgpack map with a string 'type'")
     return msg
 
 
@@ -81,12 +81,12 @@ def _number(msg: Mapping[str, Any], key: str, *, required: bool = False, positiv
     v = msg.get(key)
     if v is None:
         if required:
-            raise VizProtocolError("bad_message", f"'{key}' is required")
+            raise ViewerProtocolError("bad_message", f"'{key}' is required")
         return None
     if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-        raise VizProtocolError("bad_message", f"'{key}' must be a finite number, got {v!r:.40}")
+        raise ViewerProtocolError("bad_message", f"'{key}' must be a finite number, got {v!r:.40}")
     if positive and v <= 0:
-        raise VizProtocolError("bad_message", f"'{key}' must be > 0")
+        raise ViewerProtocolError("bad_message", f"'{key}' must be > 0")
     return float(v)
 
 
@@ -94,19 +94,19 @@ def _string(msg: Mapping[str, Any], key: str, *, required: bool = False, limit: 
     v = msg.get(key)
     if v is None:
         if required:
-            raise VizProtocolError("bad_message", f"'{key}' is required")
+            raise ViewerProtocolError("bad_message", f"'{key}' is required")
         return None
     if not isinstance(v, str) or len(v) > limit:
-        raise VizProtocolError("bad_message", f"'{key}' must be a string of at most {limit} characters")
+        raise ViewerProtocolError("bad_message", f"'{key}' must be a string of at most {limit} characters")
     return v
 
 
 def check_hello(msg: Mapping[str, Any]) -> str:
     """The token of a valid hello."""
     if msg.get("type") != "hello":
-        raise VizProtocolError("expected_hello", f"the first message must be 'hello', got {msg.get('type')!r:.40}")
+        raise ViewerProtocolError("expected_hello", f"the first message must be 'hello', got {msg.get('type')!r:.40}")
     if msg.get("version") != VERSION:
-        raise VizProtocolError("version", f"this server speaks viz protocol version {VERSION}, "
+        raise ViewerProtocolError("version", f"this server speaks viz protocol version {VERSION}, "
                                           f"the viewer asked for {msg.get('version')!r:.20}")
     token = _string(msg, "token", required=True, limit=512)
     assert token is not None
@@ -119,26 +119,26 @@ def check_view(msg: Mapping[str, Any]) -> dict[str, Any]:
     mode = msg.get("mode")
     if mode is not None:
         if mode not in MODES:
-            raise VizProtocolError("bad_message", f"mode must be one of {', '.join(MODES)}, got {mode!r:.40}")
+            raise ViewerProtocolError("bad_message", f"mode must be one of {', '.join(MODES)}, got {mode!r:.40}")
         out["mode"] = mode
     for key in ("t", "speed", "window"):
         v = _number(msg, key, positive=key in ("speed",))
         if v is not None:
             if key == "window" and v < 0:
-                raise VizProtocolError("bad_message", "'window' must be >= 0")
+                raise ViewerProtocolError("bad_message", "'window' must be >= 0")
             out[key] = v
     flt = _string(msg, "filter")
     if flt is not None:
         out["filter"] = flt
     if out.get("mode") in ("at", "play") and "t" not in out:
-        raise VizProtocolError("bad_message", f"mode {out['mode']!r} needs 't'")
+        raise ViewerProtocolError("bad_message", f"mode {out['mode']!r} needs 't'")
     return out
 
 
 def check_subscribe(msg: Mapping[str, Any]) -> dict[str, Any]:
     module = msg.get("module")
     if not isinstance(module, str | int) or isinstance(module, bool):
-        raise VizProtocolError("bad_message", "'module' (slug or id) is required")
+        raise ViewerProtocolError("bad_message", "'module' (slug or id) is required")
     view = check_view(msg)
     view.setdefault("mode", "live")
     view["module"] = module
@@ -148,10 +148,10 @@ def check_subscribe(msg: Mapping[str, Any]) -> dict[str, Any]:
 def check_request(msg: Mapping[str, Any]) -> tuple[int, str]:
     rid = msg.get("id")
     if isinstance(rid, bool) or not isinstance(rid, int) or not 0 <= rid < 2**63:
-        raise VizProtocolError("bad_message", "a request needs an integer 'id' >= 0")
+        raise ViewerProtocolError("bad_message", "a request needs an integer 'id' >= 0")
     what = msg.get("what")
     if what not in REQUESTS:
-        raise VizProtocolError("bad_message", f"'what' must be one of {', '.join(REQUESTS)}, got {what!r:.40}")
+        raise ViewerProtocolError("bad_message", f"'what' must be one of {', '.join(REQUESTS)}, got {what!r:.40}")
     return rid, what
 
 
@@ -161,14 +161,14 @@ def interval_of(msg: Mapping[str, Any]) -> tuple[float, float] | None:
     t0, t1 = _number(msg, "from"), _number(msg, "to")
     if at is not None:
         if t0 is not None or t1 is not None:
-            raise VizProtocolError("bad_message", "give 'at' or 'from'/'to', not both")
+            raise ViewerProtocolError("bad_message", "give 'at' or 'from'/'to', not both")
         return at, at
     if t0 is None and t1 is None:
         return None
     if t0 is None or t1 is None:
-        raise VizProtocolError("bad_message", "'from' and 'to' go together")
+        raise ViewerProtocolError("bad_message", "'from' and 'to' go together")
     if t1 < t0:
-        raise VizProtocolError("bad_message", "'to' is before 'from'")
+        raise ViewerProtocolError("bad_message", "'to' is before 'from'")
     return t0, t1
 
 

@@ -11,8 +11,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from wiredraw.core.credentials import CredentialError, ProbeKeys, Tokens, read_key_file
 from wiredraw.core.plugins import ModuleSet, PluginError, load_modules, load_registry
+from wiredraw.core.server.credentials import CredentialError, ProbeSecrets, Tokens, read_key_file
 
 EPILOG_ENV = """environment:
   WIREDRAW_DATA_DIR        default for --data-dir
@@ -78,7 +78,7 @@ def cmd_plugins(args: argparse.Namespace, modules: ModuleSet) -> int:
 
 
 def cmd_new_module(args: argparse.Namespace, modules: ModuleSet) -> int:
-    from wiredraw.core.scaffold import DEVELOPMENT_ID, create, names_for
+    from wiredraw.core.cli.scaffold import DEVELOPMENT_ID, create, names_for
 
     slug = args.slug
     loaded = modules.get(slug)
@@ -99,7 +99,7 @@ def cmd_new_module(args: argparse.Namespace, modules: ModuleSet) -> int:
 
 
 def cmd_keys(args: argparse.Namespace, _modules: Any) -> int:
-    keys = ProbeKeys(args.data_dir)
+    keys = ProbeSecrets(args.data_dir)
     if args.action == "add":
         print(keys.add(args.probe_id, replace=args.replace))
     elif args.action == "remove":
@@ -128,7 +128,7 @@ def cmd_tokens(args: argparse.Namespace, _modules: Any) -> int:
 
 
 def _viz_time(text: str) -> float:
-    from wiredraw.core.vizproto import parse_time
+    from wiredraw.core.viewer_protocol import parse_time
 
     try:
         return parse_time(text)
@@ -144,9 +144,9 @@ def _viewer_token(args: argparse.Namespace) -> str | None:
 
 
 def _viz_connect(args: argparse.Namespace) -> Any:
-    """A connected VizClient and the module slug to use."""
-    from wiredraw.core.server import DEFAULT_VIZ_PORT
-    from wiredraw.core.viz_client import VizClient
+    """A connected ViewerClient and the module slug to use."""
+    from wiredraw.core.server.service import DEFAULT_VIZ_PORT
+    from wiredraw.core.viewer_client import ViewerClient
     from wiredraw.probes.runner import parse_server
 
     token = _viewer_token(args)
@@ -154,7 +154,7 @@ def _viz_connect(args: argparse.Namespace) -> Any:
         raise ValueError("a viewer token is needed: --token, --token-file or WIREDRAW_TOKEN "
                          "(make one on the server with `wiredraw tokens add NAME --role viewer`)")
     host, port = parse_server(args.server, DEFAULT_VIZ_PORT)
-    client = VizClient(host, port, token, timeout=args.timeout)
+    client = ViewerClient(host, port, token, timeout=args.timeout)
     welcome = client.connect()
     offered = [m["slug"] for m in welcome.get("modules", [])]
     module = args.module
@@ -172,11 +172,11 @@ def _viz_connect(args: argparse.Namespace) -> Any:
 def cmd_watch(args: argparse.Namespace, _modules: Any) -> int:
     import threading
 
-    from wiredraw.core.viz_client import VizClientError, to_json_bytes
+    from wiredraw.core.viewer_client import ViewerClientError, to_json_bytes
 
     try:
         client, module = _viz_connect(args)
-    except VizClientError as exc:
+    except ViewerClientError as exc:
         print(f"wiredraw watch: {exc}", file=sys.stderr)
         return 1
     view: dict[str, Any] = {"filter": args.filter}
@@ -200,7 +200,7 @@ def cmd_watch(args: argparse.Namespace, _modules: Any) -> int:
             printed += 1
             if args.count and printed >= args.count:
                 return 0
-    except VizClientError as exc:
+    except ViewerClientError as exc:
         print(f"wiredraw watch: {exc}", file=sys.stderr)
         return 1
     except BrokenPipeError:
@@ -219,7 +219,7 @@ WATCH_COMMANDS = """commands on stdin (with --commands), one per line:
 
 def _watch_commands(client: Any) -> None:
     """Read `filter ...`, `live`, `at T`, `play T [S]` lines from stdin and send them as configure requests."""
-    from wiredraw.core.vizproto import parse_time
+    from wiredraw.core.viewer_protocol import parse_time
 
     for line in sys.stdin:
         word, _, rest = line.strip().partition(" ")
@@ -263,11 +263,11 @@ def cmd_viz(args: argparse.Namespace, _modules: Any) -> int:
 
 
 def cmd_query(args: argparse.Namespace, _modules: Any) -> int:
-    from wiredraw.core.viz_client import VizClientError, to_json_bytes
+    from wiredraw.core.viewer_client import ViewerClientError, to_json_bytes
 
     try:
         client, module = _viz_connect(args)
-    except VizClientError as exc:
+    except ViewerClientError as exc:
         print(f"wiredraw query: {exc}", file=sys.stderr)
         return 1
     req: dict[str, Any] = {"module": module}
@@ -288,7 +288,7 @@ def cmd_query(args: argparse.Namespace, _modules: Any) -> int:
     try:
         with client:
             result = client.request(args.what, **req)
-    except VizClientError as exc:
+    except ViewerClientError as exc:
         print(f"wiredraw query: {exc}", file=sys.stderr)
         return 1
     sys.stdout.flush()
@@ -303,7 +303,7 @@ def cmd_query(args: argparse.Namespace, _modules: Any) -> int:
 def _add_viewer_options(p: argparse.ArgumentParser, *, again: bool = False) -> None:
     """The connection options; ``again``: on a subcommand too (no defaults there, so `query --module M graph`
     and `query graph --module M` both work)."""
-    from wiredraw.core.server import DEFAULT_VIZ_PORT
+    from wiredraw.core.server.service import DEFAULT_VIZ_PORT
 
     def d(value: Any) -> Any:
         return argparse.SUPPRESS if again else value
@@ -318,7 +318,7 @@ def _add_viewer_options(p: argparse.ArgumentParser, *, again: bool = False) -> N
 
 
 def _server_config(args: argparse.Namespace) -> Any:
-    from wiredraw.core.server import ServerConfig
+    from wiredraw.core.server.service import ServerConfig
 
     return ServerConfig(data_dir=args.data_dir, redis_url=args.redis, bind=args.bind, probe_port=args.probe_port,
                         viz_port=args.viz_port, http_port=args.http_port, ephemeral=args.ephemeral,
@@ -339,7 +339,7 @@ def _run_reactor(start: Any) -> int:
 
 
 def cmd_server(args: argparse.Namespace, modules: ModuleSet) -> int:
-    from wiredraw.core.server import run_server
+    from wiredraw.core.server.service import run_server
 
     config = _server_config(args)
     _log_to_stderr(verbose=args.verbose)
@@ -397,7 +397,7 @@ def cmd_probe(args: argparse.Namespace, modules: ModuleSet) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, modules: ModuleSet) -> int:
-    from wiredraw.core.demo import run_demo
+    from wiredraw.core.cli.demo import run_demo
 
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="wiredraw-demo-"))
     viewer_args: list[str] = []
@@ -423,7 +423,7 @@ def cmd_demo(args: argparse.Namespace, modules: ModuleSet) -> int:
 
 
 def build_parser(modules: ModuleSet) -> argparse.ArgumentParser:
-    from wiredraw.core.server import DEFAULT_HTTP_PORT, DEFAULT_PROBE_PORT, DEFAULT_VIZ_PORT
+    from wiredraw.core.server.service import DEFAULT_HTTP_PORT, DEFAULT_PROBE_PORT, DEFAULT_VIZ_PORT
 
     parser = argparse.ArgumentParser(
         prog="wiredraw",
@@ -519,7 +519,7 @@ def build_parser(modules: ModuleSet) -> argparse.ArgumentParser:
                                    "viz address, a viewer token, then a module the server offers) and remembers "
                                    "them in ~/.config/wiredraw/viewer.json (mode 0600). Mouse: left drag orbits, "
                                    "right drag pans, wheel zooms, click selects (details on the right). Keys are "
-                                   "in ~/.config/wiredraw/keys.toml (see wiredraw.viz.keys); defaults: arrows "
+                                   "in ~/.config/wiredraw/keys.toml (see wiredraw.viz.bindings); defaults: arrows "
                                    "orbit, =/- zoom, f frames all, space plays/pauses, l goes live, g toggles "
                                    "grouping, [ ] change how much traffic pulls, tab hides panels, escape closes "
                                    "details.")
@@ -587,7 +587,7 @@ def build_parser(modules: ModuleSet) -> argparse.ArgumentParser:
 
     p = sub.add_parser("new-module", help="scaffold a new module as its own installable distribution",
                        description="Write a new module's distribution: pyproject (entry point in wiredraw.modules), "
-                       "the module's package (source, messages, key schema, viz translation, README, sample "
+                       "the module's package (source, messages, key schema, view translation, README, sample "
                        "configuration), its message vectors and tests (the conformance suite), green at once.")
     p.add_argument("slug", help="the module's slug, lower_snake_case (e.g. my_source)")
     p.add_argument("--dir", default=None, metavar="DIR",

@@ -1,4 +1,4 @@
-"""The viz listener: one :class:`VizSession` per viewer connection (spec/viz.md).
+"""The viz listener: one :class:`ViewerSession` per viewer connection (spec/viewer.md).
 
 States: AWAIT_HELLO -> READY (token accepted: requests allowed) -> SUBSCRIBED (a module view: live, at t, or
 play from t at a speed) -> CLOSED. A wrong token gets ``refused`` and the connection is closed.
@@ -24,12 +24,12 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
-from wiredraw.core import vizproto
-from wiredraw.core.credentials import Tokens
+from wiredraw.core import viewer_protocol
 from wiredraw.core.filter import FilterError, compile_filter
 from wiredraw.core.graph import Change, Edge, Graph, Pulse
-from wiredraw.core.live import ClientView, Matcher, ModuleFeed, SharedDiff
-from wiredraw.core.vizproto import VizProtocolError
+from wiredraw.core.server.credentials import Tokens
+from wiredraw.core.server.live import ClientView, Matcher, ModuleFeed, SharedDiff
+from wiredraw.core.viewer_protocol import ViewerProtocolError
 from zope.interface import implementer
 
 HELLO_TIMEOUT = 10.0
@@ -52,14 +52,14 @@ def matcher(text: str | None) -> Matcher | None:
 
 
 @implementer(IPushProducer)
-class VizSession(Protocol):
+class ViewerSession(Protocol):
     log = Logger()
     transport: Any
 
-    def __init__(self, factory: VizFactory) -> None:
+    def __init__(self, factory: ViewerFactory) -> None:
         self.factory = factory
         self.state = State.AWAIT_HELLO
-        self.decoder = vizproto.FrameDecoder(vizproto.MAX_CLIENT_FRAME)
+        self.decoder = viewer_protocol.FrameDecoder(viewer_protocol.MAX_CLIENT_FRAME)
         self.seq = 0
         self.paused = False
         self.stale = False
@@ -69,7 +69,7 @@ class VizSession(Protocol):
         self.mode = "live"
         self.t: float | None = None
         self.speed = 1.0
-        self.window = vizproto.DEFAULT_PLAY_WINDOW
+        self.window = viewer_protocol.DEFAULT_PLAY_WINDOW
         self.filter_text = ""
         self.view = ClientView(None)
         self.play_graph = Graph()
@@ -100,7 +100,7 @@ class VizSession(Protocol):
 
     def send(self, message: dict[str, Any]) -> int:
         """Write one message; returns its size in bytes (0: closed)."""
-        return self.write(vizproto.pack(message))
+        return self.write(viewer_protocol.pack(message))
 
     def write(self, frame: bytes | list[bytes]) -> int:
         """Write one frame, whole or in parts (written in order, not joined); returns its size in bytes."""
@@ -151,13 +151,13 @@ class VizSession(Protocol):
                 if self.state is State.CLOSED:
                     return
                 self._message(msg)
-        except VizProtocolError as exc:
+        except ViewerProtocolError as exc:
             self.fail(exc.code, str(exc))
 
     def _message(self, msg: dict[str, Any]) -> None:
         kind = msg["type"]
         if self.state is State.AWAIT_HELLO:
-            token = vizproto.check_hello(msg)
+            token = viewer_protocol.check_hello(msg)
             if self._timeout is not None and self._timeout.active():
                 self._timeout.cancel()
             who = self.factory.tokens.check(token, "viewer")
@@ -171,32 +171,32 @@ class VizSession(Protocol):
                 return
             self.viewer = who.name
             self.state = State.READY
-            self.send({"type": "welcome", "version": vizproto.VERSION, "server": self.factory.server_name,
+            self.send({"type": "welcome", "version": viewer_protocol.VERSION, "server": self.factory.server_name,
                        "modules": self.factory.module_list(), "full_every": self.factory.full_every})
         elif kind == "subscribe":
-            view = vizproto.check_subscribe(msg)
+            view = viewer_protocol.check_subscribe(msg)
             feed = self.factory.feed_for(view["module"])
             if feed is None:
-                raise VizProtocolError("unknown_module", f"no module {view['module']!r} with a view on this server; "
+                raise ViewerProtocolError("unknown_module", f"no module {view['module']!r} with a view on this server; "
                                                          f"it has: {', '.join(self.factory.feeds) or 'none'}")
             try:
                 matcher(view.get("filter"))
             except FilterError as exc:
-                raise VizProtocolError("bad_message", str(exc)) from None
+                raise ViewerProtocolError("bad_message", str(exc)) from None
             self._leave()
             self.feed = feed
             self.state = State.SUBSCRIBED
             self._configure(view)
         elif kind == "request":
-            rid, what = vizproto.check_request(msg)
+            rid, what = viewer_protocol.check_request(msg)
             d = defer.Deferred.fromCoroutine(self._request(what, msg))
             d.addCallbacks(lambda result: self.send({"type": "reply", "id": rid, "ok": True, "result": result}),
                            lambda f: self._request_failed(rid, what, f))
         else:
-            raise VizProtocolError("bad_message", f"unknown message type {kind!r:.40}")
+            raise ViewerProtocolError("bad_message", f"unknown message type {kind!r:.40}")
 
     def _request_failed(self, rid: int, what: str, failure: Any) -> None:
-        if failure.check(VizProtocolError, FilterError, LookupError, ValueError):
+        if failure.check(ViewerProtocolError, FilterError, LookupError, ValueError):
             error = failure.getErrorMessage()
         else:
             self.log.failure("viz request {what} failed", failure, what=what)
@@ -208,8 +208,8 @@ class VizSession(Protocol):
             return self.factory.module_list()
         if what == "configure":
             if self.state is not State.SUBSCRIBED:
-                raise VizProtocolError("bad_message", "configure needs a subscription first")
-            self._configure(vizproto.check_view(msg))
+                raise ViewerProtocolError("bad_message", "configure needs a subscription first")
+            self._configure(viewer_protocol.check_view(msg))
             return {"mode": self.mode, "t": self.t, "filter": self.filter_text}
         feed = self.feed
         if "module" in msg:
@@ -217,39 +217,39 @@ class VizSession(Protocol):
             if feed is None:
                 raise LookupError(f"no module {msg['module']!r} with a view on this server")
         if feed is None:
-            raise VizProtocolError("bad_message", "name a 'module' or subscribe first")
-        viz = feed.viz
+            raise ViewerProtocolError("bad_message", "name a 'module' or subscribe first")
+        view = feed.view
         if what == "range":
-            span = await viz.time_range()
+            span = await view.time_range()
             return None if span is None else {"first": span[0], "last": span[1]}
-        interval = vizproto.interval_of(msg)
+        interval = viewer_protocol.interval_of(msg)
         if what == "histogram":
             bins = msg.get("bins", 100)
-            if isinstance(bins, bool) or not isinstance(bins, int) or not 1 <= bins <= vizproto.MAX_BINS:
-                raise VizProtocolError("bad_message", f"'bins' must be an integer in 1..{vizproto.MAX_BINS}")
+            if isinstance(bins, bool) or not isinstance(bins, int) or not 1 <= bins <= viewer_protocol.MAX_BINS:
+                raise ViewerProtocolError("bad_message", f"'bins' must be an integer in 1..{viewer_protocol.MAX_BINS}")
             interval = interval or await self._whole(feed)
             if interval is None:
                 return []
-            return await viz.histogram(interval[0], interval[1], bins)
+            return await view.histogram(interval[0], interval[1], bins)
         if what == "details":
-            element = vizproto._string(msg, "element", required=True, limit=1024)
+            element = viewer_protocol._string(msg, "element", required=True, limit=1024)
             assert element is not None
             interval = interval or self._interval() or await self._whole(feed)
             if interval is None:
                 return None
-            details = await viz.details(element, interval[0], interval[1])
+            details = await view.details(element, interval[0], interval[1])
             return None if details is None else details.to_wire()
         # graph
         interval = interval or await self._whole(feed)
         if interval is None:
             return {"nodes": [], "edges": [], "t0": None, "t1": None}
-        graph = await viz.graph(interval[0], interval[1])
+        graph = await view.graph(interval[0], interval[1])
         flt = msg.get("filter")
         view = ClientView(matcher(flt if isinstance(flt, str) else None))
         return {**view.full(graph), "t0": interval[0], "t1": interval[1]}
 
     async def _whole(self, feed: ModuleFeed) -> tuple[float, float] | None:
-        return await feed.viz.time_range()
+        return await feed.view.time_range()
 
     def _interval(self) -> tuple[float, float] | None:
         """What this viewer is looking at now."""
@@ -307,7 +307,7 @@ class VizSession(Protocol):
         assert self.t is not None
         t, gen = self.t, self._gen
         t0 = t if self.mode == "at" else t - self.window
-        d = defer.Deferred.fromCoroutine(feed.viz.graph(t0, t))
+        d = defer.Deferred.fromCoroutine(feed.view.graph(t0, t))
 
         def got(graph: Graph) -> None:
             if gen != self._gen or self.state is State.CLOSED:
@@ -396,7 +396,7 @@ class VizSession(Protocol):
         self.t += self.speed * PLAY_TICK
         self._ticks += 1
         t, gen = self.t, self._gen
-        d = defer.Deferred.fromCoroutine(self.feed.viz.graph(t - self.window, t))
+        d = defer.Deferred.fromCoroutine(self.feed.view.graph(t - self.window, t))
 
         def got(graph: Graph) -> None:
             if gen != self._gen:
@@ -428,7 +428,7 @@ class VizSession(Protocol):
         return None
 
 
-class VizFactory(Factory):
+class ViewerFactory(Factory):
     def __init__(self, feeds: dict[str, ModuleFeed], ids: dict[int, str], tokens: Tokens, clock: Any, *,
                  server_name: str, full_every: float, modules_info: list[dict[str, Any]],
                  backlog: int | None = None) -> None:
@@ -436,11 +436,11 @@ class VizFactory(Factory):
         self.backlog = BACKLOG_MIN if backlog is None else backlog
         self.server_name, self.full_every = server_name, full_every
         self._modules_info = modules_info
-        self.sessions: set[VizSession] = set()
+        self.sessions: set[ViewerSession] = set()
         self.refusals = 0
 
-    def buildProtocol(self, addr: Any) -> VizSession:
-        return VizSession(self)
+    def buildProtocol(self, addr: Any) -> ViewerSession:
+        return ViewerSession(self)
 
     def module_list(self) -> list[dict[str, Any]]:
         return self._modules_info

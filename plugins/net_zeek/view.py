@@ -1,4 +1,4 @@
-"""net_zeek's viz translation: hosts and the connections between them (DESIGN.md §5, §6).
+"""net_zeek's view translation: hosts and the connections between them (DESIGN.md §5, §6).
 
 Vocabulary
 ----------
@@ -19,10 +19,10 @@ Two paths, one fold
 Both fold :class:`ConnFacts` into a :class:`GraphState` (per-uid facts, per-node and per-edge accumulators), so
 they give equal graphs for the same data:
 
-- query: :meth:`NetZeekViz.graph` reads the interval index for the connections active in [t0, t1], fetches their
+- query: :meth:`NetZeekView.graph` reads the interval index for the connections active in [t0, t1], fetches their
   records in pipelined batches and folds them.
-- live: :meth:`NetZeekViz.live_graph` notes the change feed's latest id, then folds [t0, +inf) the same way and
-  keeps the state; :meth:`NetZeekViz.on_events` reads the feed from that id on (ingest.lua writes one entry per
+- live: :meth:`NetZeekView.live_graph` notes the change feed's latest id, then folds [t0, +inf) the same way and
+  keeps the state; :meth:`NetZeekView.on_events` reads the feed from that id on (ingest.lua writes one entry per
   batch) and folds each change. A connection the state already holds is not counted again; a longer report of it
   replaces its contribution. An HTTP response that comes before its connection (Zeek writes conn.log when a
   connection ends) waits, bounded, for it.
@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from twisted.logger import Logger
-from wiredraw.core.graph import Change, Details, Edge, Graph, ModuleViz, Node, Pulse, Section, viz_options
+from wiredraw.core.graph import Change, Details, Edge, Graph, ModuleView, Node, Pulse, Section, view_options
 from wiredraw.plugins.net_zeek.query import (
     FEED_KEY,
     PREFIX,
@@ -68,7 +68,7 @@ from wiredraw.plugins.net_zeek.query import (
     unpack_record,
 )
 
-__all__ = ["GraphState", "HostClassifier", "NetZeekViz", "VizOptions", "edge_id", "parse_options"]
+__all__ = ["GraphState", "HostClassifier", "NetZeekView", "ViewOptions", "edge_id", "parse_options"]
 
 DEFAULT_LOCAL_NETWORKS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")  # RFC 1918, RFC 4193
 OPTION_NAMES = ("local_networks", "groups", "tags_file")
@@ -93,7 +93,7 @@ class FeedGap(Exception):
 
 
 @dataclass(frozen=True)
-class VizOptions:
+class ViewOptions:
     local_networks: tuple[Network, ...]
     groups: tuple[tuple[Network, str], ...]
 
@@ -132,11 +132,11 @@ def read_tags_file(path: Path) -> list[tuple[Network, str]]:
     return out
 
 
-def parse_options(options: Mapping[str, Any] | None) -> VizOptions:
+def parse_options(options: Mapping[str, Any] | None) -> ViewOptions:
     """Check the ``[net_zeek]`` table of the server's viz config; a ValueError names the option at fault.
 
     ``groups`` entries win over ``tags_file`` lines for the same subnet."""
-    options = viz_options("net_zeek", options, OPTION_NAMES)
+    options = view_options("net_zeek", options, OPTION_NAMES)
     local = options.get("local_networks", list(DEFAULT_LOCAL_NETWORKS))
     if not isinstance(local, list):
         raise ValueError(f"local_networks: expected a list of CIDRs, got {local!r}")
@@ -152,14 +152,14 @@ def parse_options(options: Mapping[str, Any] | None) -> VizOptions:
         raise ValueError(f"groups: expected a table of CIDR = name, got {groups!r}")
     for cidr, name in groups.items():
         by_net[_network(cidr, f"groups.{cidr}")] = _group_name(name, f"groups.{cidr!r}")
-    return VizOptions(networks, tuple(by_net.items()))
+    return ViewOptions(networks, tuple(by_net.items()))
 
 
 class HostClassifier:
     """Category (local/remote) and group of an address: the most specific subnet wins, one dict look-up (on the
     address's integer, shifted) per distinct prefix length, results cached per address."""
 
-    def __init__(self, options: VizOptions) -> None:
+    def __init__(self, options: ViewOptions) -> None:
         self._local = self._table((net, "local") for net in options.local_networks)
         self._groups = self._table(options.groups)
         self._cache: dict[str, tuple[str, str]] = {}
@@ -495,8 +495,8 @@ def _is_ip(s: str) -> bool:
     return True
 
 
-class NetZeekViz(ModuleViz):
-    """net_zeek's :class:`ModuleViz` (see the module docstring for the vocabulary and the two paths)."""
+class NetZeekView(ModuleView):
+    """net_zeek's :class:`ModuleView` (see the module docstring for the vocabulary and the two paths)."""
 
     log = Logger()
     watch_keys = (FEED_KEY,)

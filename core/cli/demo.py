@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet import defer, protocol, task
-from wiredraw.core.credentials import ProbeKeys, Tokens
 from wiredraw.core.module import Demo
 from wiredraw.core.plugins import LoadedModule, ModuleSet
-from wiredraw.core.server import ServerConfig, WiredrawServer
+from wiredraw.core.server.credentials import ProbeSecrets, Tokens
+from wiredraw.core.server.service import ServerConfig, WiredrawServer
 from wiredraw.probes.runner import ProbeOptions, ProbeRunner
 
 
@@ -68,7 +68,7 @@ def run_demo(reactor: Any, modules: ModuleSet, data_dir: Path, *, module: str | 
     yield server.ready
     print(server.ready_line(), file=out, flush=True)
 
-    key = bytes.fromhex(ProbeKeys(data_dir).add("demo-probe", replace=True))
+    key = bytes.fromhex(ProbeSecrets(data_dir).add("demo-probe", replace=True))
     token = Tokens(data_dir).add("demo-viewer", "viewer", replace=True)
     probe_port = server.listeners.ports["probe_tcp"].getHost().port
     viz = server.listeners.address("viz")

@@ -15,7 +15,7 @@ from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from wiredraw.core.redis_client import endpoint_for_url
+from wiredraw.core.server.redis_client import endpoint_for_url
 
 
 class _SubscriberProtocol(Protocol):

@@ -73,7 +73,7 @@ def read_key_file(path: Path | str) -> bytes:
     return key
 
 
-class ProbeKeys:
+class ProbeSecrets:
     """The probe key store. ``key_for`` re-reads the file when it changed, so a key added with
     ``wiredraw keys add`` works without restarting the server."""
 

@@ -12,7 +12,7 @@ from twisted.internet import defer
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.logger import Logger
 from wiredraw.core import wire
-from wiredraw.core.ingest import UNAVAILABLE, Ingest, Outcome
+from wiredraw.core.server.ingest import UNAVAILABLE, Ingest, Outcome
 
 HANDSHAKE_TIMEOUT = wire.HANDSHAKE_TIMEOUT
 # Frames whose seq is used up: the probe is told to drop them (spec/wire.md §11.5).

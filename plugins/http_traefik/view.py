@@ -1,4 +1,4 @@
-"""http_traefik's viz translation: callers, routers and services of each Traefik proxy, and the requests between
+"""http_traefik's view translation: callers, routers and services of each Traefik proxy, and the requests between
 them (wiredraw's graph vocabulary, DESIGN.md §5).
 
 Vocabulary
@@ -46,15 +46,15 @@ from wiredraw.core.graph import (
     Details,
     Edge,
     Graph,
-    ModuleViz,
+    ModuleView,
     Node,
     Pulse,
     Section,
     fade_option,
     hash_fields,
-    viz_options,
+    view_options,
 )
-from wiredraw.plugins.http_traefik.keys import (
+from wiredraw.plugins.http_traefik.schema import (
     CHUNK,
     FIRST_KEY,
     LAST_KEY,
@@ -84,7 +84,7 @@ class Options:
 
 def parse_options(options: Mapping[str, Any] | None) -> Options:
     """Check the ``[http_traefik]`` table of the server's viz config. A ValueError names the option."""
-    options = viz_options("http_traefik", options, OPTION_NAMES)
+    options = view_options("http_traefik", options, OPTION_NAMES)
     fade = fade_option(options, DEFAULT_FADE)
     nets = options.get("client_networks", list(DEFAULT_CLIENT_NETWORKS))
     if not isinstance(nets, list | tuple) or not all(isinstance(n, str) for n in nets):
@@ -261,7 +261,7 @@ def build_graph(requests: Iterable[Request], t0: float, t1: float, opts: Options
     return Graph(nodes.values(), edges.values())
 
 
-class HttpTraefikViz(ModuleViz):
+class HttpTraefikView(ModuleView):
     """See the module docstring. ``options``: the ``[http_traefik]`` table of the server's viz config."""
 
     watch_keys = (REQ_PREFIX + "*",)

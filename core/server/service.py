@@ -24,18 +24,18 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 from wiredraw.core import wire
-from wiredraw.core.collector import DEFAULT_MAX_UPLOAD, CollectorResource, make_site_request_factory
-from wiredraw.core.credentials import ProbeKeys, Tokens, ensure_private_dir
-from wiredraw.core.graph import ModuleViz
-from wiredraw.core.ingest import Ingest, Stats
-from wiredraw.core.live import ModuleFeed
+from wiredraw.core.graph import ModuleView
 from wiredraw.core.module import key_prefix
-from wiredraw.core.notify import KeyspaceSubscriber
 from wiredraw.core.plugins import ModuleSet
-from wiredraw.core.probe_listener import ProbeDatagramProtocol, ProbeStreamFactory
-from wiredraw.core.redis_client import FatalRedisError, RedisClient, RedisError, _redacted
-from wiredraw.core.viz_server import BACKLOG_MAX, BACKLOG_MIN, VizFactory
-from wiredraw.core.vizproto import DEFAULT_FULL_EVERY
+from wiredraw.core.server.collector import DEFAULT_MAX_UPLOAD, CollectorResource, make_site_request_factory
+from wiredraw.core.server.credentials import ProbeSecrets, Tokens, ensure_private_dir
+from wiredraw.core.server.ingest import Ingest, Stats
+from wiredraw.core.server.live import ModuleFeed
+from wiredraw.core.server.notify import KeyspaceSubscriber
+from wiredraw.core.server.probe_listener import ProbeDatagramProtocol, ProbeStreamFactory
+from wiredraw.core.server.redis_client import FatalRedisError, RedisClient, RedisError, _redacted
+from wiredraw.core.server.viewers import BACKLOG_MAX, BACKLOG_MIN, ViewerFactory
+from wiredraw.core.viewer_protocol import DEFAULT_FULL_EVERY
 
 DEFAULT_PROBE_PORT, DEFAULT_VIZ_PORT, DEFAULT_HTTP_PORT = 4430, 4431, 4432
 
@@ -60,7 +60,7 @@ class ServerConfig:
     live_window: float = 3600.0  # seconds of event time the live graph holds (0: everything stored)
     full_every: float = DEFAULT_FULL_EVERY  # seconds between full graphs to live viewers
     viewer_backlog: int = BACKLOG_MIN  # bytes of diffs a slow viewer may have queued at least (viz_server.py)
-    viz_options: dict[str, Any] = field(default_factory=dict)  # loaded from viz_config by check()
+    view_options: dict[str, Any] = field(default_factory=dict)  # loaded from viz_config by check()
 
     def check(self) -> ServerConfig:
         """Check everything before anything starts (buildbot's check-then-apply)."""
@@ -97,13 +97,13 @@ class ServerConfig:
                             f"got {self.viewer_backlog / 1024:g}")
         if self.viz_config is not None:
             try:
-                self.viz_options = tomllib.loads(Path(self.viz_config).read_text())
+                self.view_options = tomllib.loads(Path(self.viz_config).read_text())
             except OSError as exc:
                 problems.append(f"--viz-config {self.viz_config}: cannot read it ({exc.strerror})")
             except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
                 problems.append(f"--viz-config {self.viz_config}: not valid TOML ({exc})")
             else:
-                bad = [k for k, v in self.viz_options.items() if not isinstance(v, dict)]
+                bad = [k for k, v in self.view_options.items() if not isinstance(v, dict)]
                 if bad:
                     problems.append(f"--viz-config {self.viz_config}: {', '.join(bad)} must be tables "
                                     f"([module_slug] with its options)")
@@ -139,12 +139,12 @@ class _LateStore:
         self._server = server
 
     def execute(self, *command: Any) -> defer.Deferred[Any]:
-        assert self._server.viz_redis is not None
-        return self._server.viz_redis.execute(*command)
+        assert self._server.view_redis is not None
+        return self._server.view_redis.execute(*command)
 
     def pipeline(self, commands: Sequence[Any]) -> defer.Deferred[list[Any]]:
-        assert self._server.viz_redis is not None
-        return self._server.viz_redis.pipeline(commands)
+        assert self._server.view_redis is not None
+        return self._server.view_redis.pipeline(commands)
 
 
 class ListenersService(Service):
@@ -153,8 +153,8 @@ class ListenersService(Service):
     log = Logger()
 
     def __init__(self, reactor: Any, config: ServerConfig, ingest: Ingest, stats_view: Callable[[], Any],
-                 health_view: Callable[[], Any], viz_factory: VizFactory):
-        self.reactor, self.config, self.ingest, self.viz_factory = reactor, config, ingest, viz_factory
+                 health_view: Callable[[], Any], viewer_factory: ViewerFactory):
+        self.reactor, self.config, self.ingest, self.viewer_factory = reactor, config, ingest, viewer_factory
         self.stream_factory = ProbeStreamFactory(ingest, reactor)
         root = Resource()
         root.putChild(b"stats", JSONResource(stats_view))
@@ -172,7 +172,7 @@ class ListenersService(Service):
         super().startService()
         c, r = self.config, self.reactor
         self.ports["probe_tcp"], self.ports["probe_udp"] = self._probe_ports(c.probe_port)
-        self.ports["viz"] = r.listenTCP(c.viz_port, self.viz_factory, interface=c.bind)
+        self.ports["viz"] = r.listenTCP(c.viz_port, self.viewer_factory, interface=c.bind)
         self.ports["http"] = r.listenTCP(c.http_port, self.site, interface=c.bind)
 
     def _probe_ports(self, wanted: int) -> tuple[Any, Any]:
@@ -213,14 +213,14 @@ class WiredrawServer(MultiService):
         self.on_ready, self.on_fatal = on_ready, on_fatal
         self.ready: defer.Deferred[WiredrawServer] = defer.Deferred()
         self.stats = Stats()
-        self.keys = ProbeKeys(config.data_dir)
+        self.keys = ProbeSecrets(config.data_dir)
         if config.retention is not None:
             for loaded in modules:
                 if hasattr(loaded.module, "retention"):  # modules that keep history with a TTL
                     loaded.module.retention = config.retention
         self.embedded: Any = None
         if config.redis_url is None:
-            from wiredraw.core.embedded_redis import EmbeddedRedis, EmbeddedRedisService
+            from wiredraw.core.server.embedded_redis import EmbeddedRedis, EmbeddedRedisService
 
             self.embedded = EmbeddedRedis(config.data_dir / "redis", ephemeral=config.ephemeral)
             embedded_service = EmbeddedRedisService(self.embedded, reactor)
@@ -229,32 +229,32 @@ class WiredrawServer(MultiService):
         self.redis: RedisClient | None = None
         # The viz reads on a connection of their own: on the ingest connection each read would wait behind every
         # ingest pipeline queued before it (tens of ms at 10k records/s), and Redis serves its clients in turn.
-        self.viz_redis: RedisClient | None = None
+        self.view_redis: RedisClient | None = None
         self.ingest: Ingest | None = None
         self.listeners: ListenersService | None = None
         self.feeds: dict[str, ModuleFeed] = {}
         self.subscriber: KeyspaceSubscriber | None = None
         self.views = self._make_views()
 
-    def _make_views(self) -> dict[str, ModuleViz]:
-        """Each module's viz translation, built now so that a bad option stops the server before it starts."""
-        views: dict[str, ModuleViz] = {}
-        unknown = set(self.config.viz_options) - {m.spec.slug for m in self.modules}
+    def _make_views(self) -> dict[str, ModuleView]:
+        """Each module's view translation, built now so that a bad option stops the server before it starts."""
+        views: dict[str, ModuleView] = {}
+        unknown = set(self.config.view_options) - {m.spec.slug for m in self.modules}
         if unknown:
             raise ConfigError(f"--viz-config: no loaded module named {', '.join(sorted(unknown))} "
                               f"(loaded: {', '.join(m.spec.slug for m in self.modules)})")
         for loaded in self.modules:
             slug = loaded.spec.slug
             try:
-                viz = loaded.module.make_viz(_LateStore(self), self.config.viz_options.get(slug, {}))
+                view = loaded.module.make_view(_LateStore(self), self.config.view_options.get(slug, {}))
             except (ValueError, TypeError, OSError) as exc:
                 raise ConfigError(f"--viz-config [{slug}]: {exc}") from exc
-            if viz is not None:
-                outside = [p for p in viz.watch_keys if not p.startswith(key_prefix(slug))]
+            if view is not None:
+                outside = [p for p in view.watch_keys if not p.startswith(key_prefix(slug))]
                 if outside:
-                    raise ConfigError(f"plugin {loaded.plugin!r}: module {slug}'s viz watches {', '.join(outside)}, "
+                    raise ConfigError(f"plugin {loaded.plugin!r}: module {slug}'s view watches {', '.join(outside)}, "
                                       f"outside its prefix {key_prefix(slug)}")
-                views[slug] = viz
+                views[slug] = view
         return views
 
     @property
@@ -263,7 +263,7 @@ class WiredrawServer(MultiService):
 
     def startService(self) -> None:
         # A server holds large, long-lived, acyclic structures (live graphs) and makes many short-lived objects:
-        # collect the young often, the old rarely (core/live.py settle_gc freezes what a recompute leaves).
+        # collect the young often, the old rarely (core/server/live.py settle_gc freezes what a recompute leaves).
         gc.set_threshold(20_000, 20, 100)
         # The embedded redis-server starts first (a child service): its URL is known only then.
         super().startService()
@@ -276,28 +276,29 @@ class WiredrawServer(MultiService):
         self.stats.gauges["probes_connected"] = lambda: len(self.listeners.stream_factory.connections) \
             if self.listeners else 0
         c = self.config
-        for slug, viz in self.views.items():
-            self.feeds[slug] = ModuleFeed(slug, viz, self.reactor, window=c.live_window, full_every=c.full_every)
+        for slug, view in self.views.items():
+            self.feeds[slug] = ModuleFeed(slug, view, self.reactor, window=c.live_window, full_every=c.full_every)
         ids = {m.spec.id: m.spec.slug for m in self.modules}
         info = [{"id": m.spec.id, "slug": m.spec.slug, "version": m.spec.version, "doc": m.spec.doc,
                  "node_kinds": list(self.views[m.spec.slug].node_kinds),
                  "edge_kinds": list(self.views[m.spec.slug].edge_kinds)}
                 for m in self.modules if m.spec.slug in self.views]
-        self.viz_factory = VizFactory(self.feeds, ids, Tokens(c.data_dir), self.reactor, server_name=_server_name(),
-                                      full_every=c.full_every, modules_info=info, backlog=c.viewer_backlog)
-        self.stats.gauges["viewers"] = lambda: len(self.viz_factory.sessions)
-        self.stats.gauges["viewers_refused"] = lambda: self.viz_factory.refusals
+        self.viewer_factory = ViewerFactory(self.feeds, ids, Tokens(c.data_dir), self.reactor,
+                                            server_name=_server_name(), full_every=c.full_every, modules_info=info,
+                                            backlog=c.viewer_backlog)
+        self.stats.gauges["viewers"] = lambda: len(self.viewer_factory.sessions)
+        self.stats.gauges["viewers_refused"] = lambda: self.viewer_factory.refusals
         self.stats.gauges["viz"] = lambda: {slug: dict(f.counters) for slug, f in self.feeds.items()}
         self.listeners = ListenersService(self.reactor, self.config, self.ingest, self._stats_view,
-                                          self._health_view, self.viz_factory)
+                                          self._health_view, self.viewer_factory)
         self.listeners.setServiceParent(self)
         self.redis.service.setServiceParent(self)
         connected = [self.redis.service.whenConnected()]
         if self.views:
-            self.viz_redis = RedisClient(self.reactor, self.redis_url, on_fatal=self._fatal)
-            self.viz_redis.service.setServiceParent(self)
-            connected.append(self.viz_redis.service.whenConnected())
-            self.stats.gauges["viz_redis_reconnects"] = lambda: self.viz_redis.reconnects if self.viz_redis else 0
+            self.view_redis = RedisClient(self.reactor, self.redis_url, on_fatal=self._fatal)
+            self.view_redis.service.setServiceParent(self)
+            connected.append(self.view_redis.service.whenConnected())
+            self.stats.gauges["viz_redis_reconnects"] = lambda: self.view_redis.reconnects if self.view_redis else 0
         defer.gatherResults(connected, consumeErrors=True).addCallbacks(
             self._first_connect, lambda f: self._fatal(getattr(f.value, "subFailure", f)))
 
@@ -349,7 +350,7 @@ class WiredrawServer(MultiService):
         each live graph once the subscription holds, and periodically."""
         if not self.feeds:
             return
-        patterns = [p for viz in self.views.values() for p in viz.watch_keys]
+        patterns = [p for view in self.views.values() for p in view.watch_keys]
         prefixes = [(key_prefix(slug), feed) for slug, feed in self.feeds.items()]
 
         def on_event(key: str, event: str) -> None:

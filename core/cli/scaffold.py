@@ -2,14 +2,14 @@
 
 The distribution (``wiredraw-<slug with dashes>``) holds package ``wiredraw_<slug>`` with the files every
 built-in module has — the module object and its registration (``module.py``), its probe source (``source.py``), its
-key schema and write path (``keys.py``), its viz translation (``viz.py``), its declaration (``<slug>.toml``:
+key schema and write path (``keys.py``), its view translation (``viz.py``), its declaration (``<slug>.toml``:
 ID, messages, keys), a README with the fixed sections and a sample viz configuration — plus its message vectors
 (``vectors/<slug>-messages.json``) and tests: the shared conformance suite
 (:class:`wiredraw.testing.ModuleConformance`) and a test of the source. Its ``pyproject.toml`` registers the
 module in the ``wiredraw.modules`` entry point group, so once installed (``pip install -e``) ``wiredraw plugins``
 lists it.
 
-The files come from ``wiredraw/core/templates/module/`` (``*.tmpl``): ``{{slug}}``, ``{{pkg}}``, ``{{dist}}``,
+The files come from ``wiredraw/core/cli/templates/module/`` (``*.tmpl``): ``{{slug}}``, ``{{pkg}}``, ``{{dist}}``,
 ``{{Name}}`` and ``{{id}}`` are replaced in their paths and text, nothing else.
 """
 
@@ -80,7 +80,7 @@ def check_id(module_id: int) -> None:
 
 
 def _templates() -> Traversable:
-    return files("wiredraw.core") / "templates" / "module"
+    return files("wiredraw.core.cli") / "templates" / "module"
 
 
 def _walk(node: Traversable, parts: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Traversable]]:
