@@ -72,12 +72,12 @@ from _common import (
     wiredraw_argv,
 )
 from wiredraw.core import wire
+from wiredraw.core.address import parse_server
 from wiredraw.core.batching import Batcher
 from wiredraw.core.server.credentials import ProbeSecrets, Tokens
 from wiredraw.core.viewer_client import ViewerClient
 from wiredraw.plugins.net_zeek.parser import ZeekRecord, read_log
 from wiredraw.plugins.net_zeek.schema import record_message
-from wiredraw.probes.runner import parse_server
 
 TEMPLATE_LOG = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "zeek" / "tsv" \
     / "rita_proxy_rolling" / "conn.16:00:00-17:00:00.log.gz"

@@ -52,16 +52,6 @@ class ProbeOptions:
     fsync: bool = True
 
 
-def parse_server(text: str, default_port: int = 4430) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep:
-        return text, default_port
-    try:
-        return host.strip("[]"), int(port)
-    except ValueError:
-        raise ValueError(f"--server {text!r}: expected HOST:PORT") from None
-
-
 def is_loopback(host: str) -> bool:
     try:
         return all(str(ai[4][0]).startswith("127.") or str(ai[4][0]) == "::1"

@@ -107,7 +107,7 @@ class DemoModule(Module):
         return n
 
     def make_view(self, store: Any, options: Any) -> DemoView | None:
-        return self.view(store, options) if self.view is not None else None
+        return self.viz(store, options) if self.viz is not None else None
 
 
 def demo_suite(tmp_path: Path, *, module_class: type[DemoModule] = DemoModule, event_fields: str = "",

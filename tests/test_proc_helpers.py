@@ -76,7 +76,7 @@ class ProcLiveFeed:
     def __init__(self, viz: Any, client: redis.Redis) -> None:
         from viz_store import run
 
-        self.view, self.client, self.run = viz, client, run
+        self.viz, self.client, self.run = viz, client, run
         self.graph: Graph = run(viz.live_graph(None))
         self.changes: list[Change] = []
 
@@ -85,7 +85,7 @@ class ProcLiveFeed:
         seen = keyspace_events(self.client, lambda: ingest.events(events, probe))
         watched = [(k, e) for k, e in seen if (k.startswith("wd:proc_events:proc:") and e == "hset")
                    or (k == PROBES_KEY and e == "zadd")]
-        change: Change = self.run(self.view.on_events(watched, self.graph))
+        change: Change = self.run(self.viz.on_events(watched, self.graph))
         self.graph.apply(change)
         self.graph.check()
         self.changes.append(change)

@@ -6,8 +6,8 @@ import stat
 
 import msgpack
 from wiredraw.core import wire
+from wiredraw.core.address import parse_server
 from wiredraw.core.batching import Batcher
-from wiredraw.probes.runner import parse_server
 from wiredraw.probes.spool import Spool, SpoolEntry
 
 

@@ -31,14 +31,14 @@ class Served:
         self.token = Tokens(data_dir).add("viewer", "viewer")
         self.server = world.server("server", data_dir, "--ephemeral").wait_ready()
         assert self.server.match is not None
-        self.view = f"127.0.0.1:{self.server.match['viz']}"
+        self.viz = f"127.0.0.1:{self.server.match['viz']}"
         probe = world.probe("probe", self.server.probe_addr, key_file, world.root / "probe-state", None, "--replay",
                             str(ROLLING / f"conn.{HOUR}.log.gz"), str(ROLLING / f"http.{HOUR}.log.gz"),
                             str(ROLLING / f"dns.{HOUR}.log.gz"), "--fast", module="net_zeek")
         assert probe.wait(120) == 0, probe.describe()
 
     def request(self, what: str, **args: Any) -> Any:
-        host, port = self.view.split(":")
+        host, port = self.viz.split(":")
         with ViewerClient(host, int(port), self.token) as c:
             c.connect()
             return c.request(what, module="net_zeek", **args)

@@ -97,7 +97,7 @@ class LiveFeed:
     events that came since (one ``xadd`` per feed entry written), each change applied; the changes are kept."""
 
     def __init__(self, viz: Any, t0: float | None = None) -> None:
-        self.view = viz
+        self.viz = viz
         self.redis: redis.Redis = viz.store.client
         self.notified = self._last()  # events of entries after this one reach the core after it subscribed
         self.graph: Graph = run(viz.live_graph(t0))
@@ -115,7 +115,7 @@ class LiveFeed:
         return [(FEED_KEY, "xadd")] * len(entries)
 
     def step(self) -> Change:
-        change: Change = run(self.view.on_events(self.events(), self.graph))
+        change: Change = run(self.viz.on_events(self.events(), self.graph))
         self.graph.apply(change)
         self.graph.check()
         self.changes.append(change)
@@ -123,7 +123,7 @@ class LiveFeed:
 
     def resync(self, t0: float | None) -> None:
         self.notified = self._last()
-        self.graph = run(self.view.live_graph(t0))
+        self.graph = run(self.viz.live_graph(t0))
 
     def pulses(self) -> list[Any]:
         return [p for c in self.changes for p in c.pulses]

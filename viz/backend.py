@@ -41,16 +41,14 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 import numpy as np
+from wiredraw.core.address import DEFAULT_VIZ_PORT
+from wiredraw.core.address import parse_server as _parse_server
 from wiredraw.core.viewer_client import ViewerClient, ViewerClientError, ViewerRefused
-from wiredraw.probes.runner import parse_server as _parse_server
 from wiredraw.viz import messages
 from wiredraw.viz.layout import ForceLayout
 from wiredraw.viz.model import GraphModel, SequenceGap
 
 __all__ = ["Backend", "backend_main", "start_backend"]
-
-DEFAULT_VIZ_PORT = 4431  # core.server.DEFAULT_VIZ_PORT (not imported: core.server pulls in Twisted)
-
 
 def start_backend(*, seed: int = 0) -> tuple[BaseProcess, Connection]:
     """Start the backend process; returns it and the render side's end of the pipe. Closing that end (or

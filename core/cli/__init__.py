@@ -145,9 +145,8 @@ def _viewer_token(args: argparse.Namespace) -> str | None:
 
 def _viz_connect(args: argparse.Namespace) -> Any:
     """A connected ViewerClient and the module slug to use."""
-    from wiredraw.core.server.service import DEFAULT_VIZ_PORT
+    from wiredraw.core.address import DEFAULT_VIZ_PORT, parse_server
     from wiredraw.core.viewer_client import ViewerClient
-    from wiredraw.probes.runner import parse_server
 
     token = _viewer_token(args)
     if not token:
@@ -303,7 +302,7 @@ def cmd_query(args: argparse.Namespace, _modules: Any) -> int:
 def _add_viewer_options(p: argparse.ArgumentParser, *, again: bool = False) -> None:
     """The connection options; ``again``: on a subcommand too (no defaults there, so `query --module M graph`
     and `query graph --module M` both work)."""
-    from wiredraw.core.server.service import DEFAULT_VIZ_PORT
+    from wiredraw.core.address import DEFAULT_VIZ_PORT
 
     def d(value: Any) -> Any:
         return argparse.SUPPRESS if again else value
@@ -363,7 +362,8 @@ def _log_to_stderr(verbose: bool) -> None:
 
 
 def cmd_probe(args: argparse.Namespace, modules: ModuleSet) -> int:
-    from wiredraw.probes.runner import ProbeOptions, ProbeRunner, parse_server
+    from wiredraw.core.address import parse_server
+    from wiredraw.probes.runner import ProbeOptions, ProbeRunner
 
     loaded = modules.get(args.module)
     assert loaded is not None  # argparse only offers loaded modules
@@ -423,7 +423,7 @@ def cmd_demo(args: argparse.Namespace, modules: ModuleSet) -> int:
 
 
 def build_parser(modules: ModuleSet) -> argparse.ArgumentParser:
-    from wiredraw.core.server.service import DEFAULT_HTTP_PORT, DEFAULT_PROBE_PORT, DEFAULT_VIZ_PORT
+    from wiredraw.core.address import DEFAULT_HTTP_PORT, DEFAULT_PROBE_PORT, DEFAULT_VIZ_PORT
 
     parser = argparse.ArgumentParser(
         prog="wiredraw",

@@ -24,6 +24,7 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 from wiredraw.core import wire
+from wiredraw.core.address import DEFAULT_HTTP_PORT, DEFAULT_PROBE_PORT, DEFAULT_VIZ_PORT
 from wiredraw.core.graph import ModuleView
 from wiredraw.core.module import key_prefix
 from wiredraw.core.plugins import ModuleSet
@@ -36,8 +37,6 @@ from wiredraw.core.server.probe_listener import ProbeDatagramProtocol, ProbeStre
 from wiredraw.core.server.redis_client import FatalRedisError, RedisClient, RedisError, _redacted
 from wiredraw.core.server.viewers import BACKLOG_MAX, BACKLOG_MIN, ViewerFactory
 from wiredraw.core.viewer_protocol import DEFAULT_FULL_EVERY
-
-DEFAULT_PROBE_PORT, DEFAULT_VIZ_PORT, DEFAULT_HTTP_PORT = 4430, 4431, 4432
 
 
 class ConfigError(ValueError):
