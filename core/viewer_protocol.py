@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import msgpack
@@ -175,22 +174,3 @@ def interval_of(msg: Mapping[str, Any]) -> tuple[float, float] | None:
 # -- times --------------------------------------------------------------------------------------------------
 
 
-def parse_time(text: str) -> float:
-    """Epoch seconds or ISO-8601 (a time without a zone is UTC) -> epoch seconds. ValueError says what it takes."""
-    s = text.strip()
-    try:
-        v = float(s)
-    except ValueError:
-        pass
-    else:
-        if math.isfinite(v):
-            return v
-        raise ValueError(f"time {text!r}: not a finite number")
-    try:
-        dt = datetime.fromisoformat(s.replace("Z", "+00:00") if s.endswith("Z") else s)
-    except ValueError:
-        raise ValueError(f"time {text!r}: expected epoch seconds (1541240000) or ISO-8601 "
-                         f"(2018-11-03T12:00, 2018-11-03T12:00:00+01:00)") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.timestamp()

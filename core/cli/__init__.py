@@ -128,7 +128,7 @@ def cmd_tokens(args: argparse.Namespace, _modules: Any) -> int:
 
 
 def _viz_time(text: str) -> float:
-    from wiredraw.core.viewer_protocol import parse_time
+    from wiredraw.core.timeparse import parse_time
 
     try:
         return parse_time(text)
@@ -218,7 +218,7 @@ WATCH_COMMANDS = """commands on stdin (with --commands), one per line:
 
 def _watch_commands(client: Any) -> None:
     """Read `filter ...`, `live`, `at T`, `play T [S]` lines from stdin and send them as configure requests."""
-    from wiredraw.core.viewer_protocol import parse_time
+    from wiredraw.core.timeparse import parse_time
 
     for line in sys.stdin:
         word, _, rest = line.strip().partition(" ")

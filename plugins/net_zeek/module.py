@@ -28,7 +28,7 @@ class NetZeekModule(ZeekSchema, ZeekCollector, Module):
                        help="with --logdir: only these log types (default: all)")
         g.add_argument("--since", metavar="TIME", default=None,
                        help="with --logdir, on a first start: first send the archived records from TIME on "
-                            "(epoch seconds or ISO-8601, local time unless given)")
+                            "(epoch seconds or ISO-8601, UTC unless a zone is given)")
         g.add_argument("--replay", type=Path, nargs="+", metavar="FILE",
                        help="replay these recorded logs (TSV or JSON, .log or .gz) in event-time order, then stop")
         g.add_argument("--speed", type=float, default=None, metavar="X",

@@ -38,10 +38,10 @@ import zlib
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+from wiredraw.core.timeparse import parse_time as _parse_time
 from wiredraw.plugins.net_zeek.parser import LogStream, ZeekRecord, path_from_filename
 from wiredraw.plugins.net_zeek.schema import record_message
 
@@ -61,17 +61,8 @@ _PREFIX_RE = re.compile(rb"(\S{1,32}?)separator[ \t]")
 
 
 def parse_time(text: str) -> float:
-    """``--since`` values: epoch seconds (``1714420800``, ``1714420800.5``) or ISO-8601 (local time unless it
-    says otherwise: ``2024-04-29T16:00:00``, ``2024-04-29 16:00:00+02:00``, ``2024-04-29T14:00:00Z``)."""
-    text = text.strip()
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text).timestamp()
-    except ValueError:
-        raise ValueError(f"--since {text!r}: expected epoch seconds or an ISO-8601 time") from None
+    """``--since``: epoch seconds or ISO-8601, UTC unless it names a zone (see :mod:`wiredraw.core.timeparse`)."""
+    return _parse_time(text, "--since")
 
 
 def log_message(rec: ZeekRecord) -> Message:

@@ -3,7 +3,7 @@
     python3 spec/vectors/make_viewer_vectors.py [--check]
 
 Built with msgpack and struct directly, never importing wiredraw: the vectors say what the spec says.
-tests/test_viz_protocol.py holds the implementation to them. Deterministic.
+tests/core/server/test_viz_protocol.py holds the implementation to them. Deterministic.
 """
 
 from __future__ import annotations

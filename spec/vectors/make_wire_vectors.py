@@ -4,7 +4,7 @@ Run from anywhere: ``python3 spec/vectors/make_wire_vectors.py`` (writes the fil
 ``--check`` only compares). Deterministic: fixed keys, nonces, timestamps, and no randomness.
 
 It builds every byte with msgpack and hmac directly and never imports wiredraw, so the vectors say what
-the spec says, not what the implementation happens to do; tests/test_wire_vectors.py holds the
+the spec says, not what the implementation happens to do; tests/core/test_wire_vectors.py holds the
 implementation to them.
 """
 

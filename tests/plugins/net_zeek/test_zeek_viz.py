@@ -33,7 +33,7 @@ from wiredraw.plugins.net_zeek.query import (
 from wiredraw.plugins.net_zeek.view import FeedGap, NetZeekView, parse_options
 
 T0 = 1_541_240_000.0
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"real Zeek data not found at {DATA} (../shared/data)")
 ROLLING = DATA / "tsv" / "rita_proxy_rolling"
 DAY = DATA / "tsv" / "rita_missing_host" / "2024-04-19"

@@ -21,7 +21,7 @@ from wiredraw.plugins.net_zeek.parser import (
     sniff_log,
 )
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 ZEEK = DATA / "zeek"
 EDGE = ZEEK / "tsv" / "zeek_btest_v3.2.4_logging_edgecases"
 

@@ -34,7 +34,7 @@ from wiredraw.core.wire import (
     server_proof,
 )
 
-GENERATOR = Path(__file__).resolve().parents[1] / "spec" / "vectors" / "make_wire_vectors.py"
+GENERATOR = Path(__file__).resolve().parents[2] / "spec" / "vectors" / "make_wire_vectors.py"
 
 
 @cache

@@ -14,7 +14,7 @@ from wiredraw.core.hookspecs import hookimpl
 from wiredraw.core.module import Module, SpecError, builtin_spec_path, load_module_spec
 from wiredraw.core.plugins import ENTRY_POINT_GROUP, PluginError, load_modules, load_registry
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_registry_blocks_and_builtin_ids():

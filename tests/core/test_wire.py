@@ -1,4 +1,4 @@
-"""Unit tests of wiredraw.core.wire beyond the spec vectors (tests/test_wire_vectors.py)."""
+"""Unit tests of wiredraw.core.wire beyond the spec vectors (tests/core/test_wire_vectors.py)."""
 
 from __future__ import annotations
 

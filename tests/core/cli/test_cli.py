@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from wiredraw.core.server.credentials import ProbeSecrets, Tokens, read_key_file
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def wiredraw(*args, env=None, check=True):

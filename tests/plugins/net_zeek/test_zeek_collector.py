@@ -14,7 +14,7 @@ import pytest
 from processes import World, dev_env
 from wiredraw.plugins.net_zeek.query import conn_probes
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "zeek"
+DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "zeek"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"real Zeek data not found at {DATA} (../shared/data)")
 CONN = DATA / "tsv" / "rita_proxy_rolling" / "conn.16:00:00-17:00:00.log.gz"
 DNS = DATA / "tsv" / "rita_proxy_rolling" / "dns.16:00:00-17:00:00.log.gz"

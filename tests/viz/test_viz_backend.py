@@ -18,7 +18,7 @@ from wiredraw.viz import messages
 from wiredraw.viz.backend import start_backend
 from wiredraw.viz.model import GraphModel, SequenceGap
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "zeek" / "tsv"
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "zeek" / "tsv"
 CONN_LOG = DATA / "rita_proxy_rolling" / "conn.15:00:00-16:00:00.log.gz"
 
 

@@ -12,7 +12,7 @@ import pytest
 from processes import World, add_key, wait_until
 from wiredraw.plugins.net_zeek.parser import read_log
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "zeek"
+DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "zeek"
 HOURS = ["16:00:00-17:00:00", "15:00:00-16:00:00"]  # 7,260 then 290 records: a new file after rotation
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"real Zeek data not found at {DATA} (../shared/data)")
 

@@ -176,7 +176,7 @@ def test_a_growing_connection_is_updated_and_reindexed(ingest, redis_client):
     assert redis_client.hgetall(f"wd:net_zeek:hist:{int(T0 // 60)}") == {b"conns": b"1", b"bytes": b"200"}
 
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "zeek"
+DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "zeek"
 
 
 @pytest.mark.skipif(not DATA.is_dir(), reason=f"real Zeek data not found at {DATA} (../shared/data)")

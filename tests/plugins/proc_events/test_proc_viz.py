@@ -16,7 +16,7 @@ from wiredraw.plugins.proc_events.module import ProcEventsModule
 from wiredraw.plugins.proc_events.schema import PROBES_KEY, index_key, index_ranges
 from wiredraw.plugins.proc_events.view import ProcEventsView, parse_options
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture

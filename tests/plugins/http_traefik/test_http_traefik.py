@@ -22,7 +22,7 @@ from wiredraw.plugins.http_traefik.source import HttpTraefikSource, parse_line
 from wiredraw.plugins.http_traefik.view import HttpTraefikView, parse_options
 from wiredraw.testing import ModuleConformance, write_messages
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 T = 1795341601.0  # 2026-11-22T10:00:01Z
 
 JSON_OK = json.dumps({
@@ -59,8 +59,8 @@ def messages(lines: Sequence[str], entrypoint: str | None = None) -> list[dict[s
 
 
 class TestHttpTraefikConformanceWithSamples(ModuleConformance):
-    """The shared suite again, with every sample log line above ingested too (tests/test_conformance.py runs it on
-    the vectors alone)."""
+    """The shared suite again, with every sample log line above ingested too
+    (tests/core/testing/test_conformance.py runs it on the vectors alone)."""
 
     module = HttpTraefikModule()
     vectors = ROOT / "spec" / "vectors" / "http_traefik-messages.json"

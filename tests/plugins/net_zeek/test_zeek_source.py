@@ -27,7 +27,7 @@ from wiredraw.plugins.net_zeek.source import (
     parse_time,
 )
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 ROLLING = DATA / "zeek" / "tsv" / "rita_proxy_rolling"
 CONN16 = ROLLING / "conn.16:00:00-17:00:00.log.gz"
 DNS16 = ROLLING / "dns.16:00:00-17:00:00.log.gz"

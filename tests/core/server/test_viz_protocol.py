@@ -1,7 +1,7 @@
 """Viz protocol v1: the vectors, the viewer session state machine, live fan-out, filters, slow viewers, play mode.
 
 In memory: StringTransport + task.Clock, and a module view backed by a Graph held in the test (no Redis here;
-tests/test_viz_e2e.py runs the real chain)."""
+tests/core/server/test_viz_e2e.py runs the real chain)."""
 
 from __future__ import annotations
 
@@ -18,9 +18,10 @@ from wiredraw.core.server import viewers as viz_server
 from wiredraw.core.server.credentials import Tokens
 from wiredraw.core.server.live import RECOMPUTE_EVERY, ClientView, ModuleFeed
 from wiredraw.core.server.viewers import HELLO_TIMEOUT, PLAY_TICK, State, ViewerFactory, matcher
+from wiredraw.core.timeparse import parse_time
 from wiredraw.core.viewer_client import GraphMirror
 
-VECTORS = json.loads((Path(__file__).parents[1] / "spec" / "vectors" / "viewer-v1.json").read_text())
+VECTORS = json.loads((Path(__file__).parents[3] / "spec" / "vectors" / "viewer-v1.json").read_text())
 
 
 # -- vectors ------------------------------------------------------------------------------------------------
@@ -51,7 +52,7 @@ def test_vectors_file_is_what_the_generator_writes():
     import subprocess
     import sys
 
-    gen = Path(__file__).parents[1] / "spec" / "vectors" / "make_viewer_vectors.py"
+    gen = Path(__file__).parents[3] / "spec" / "vectors" / "make_viewer_vectors.py"
     r = subprocess.run([sys.executable, str(gen), "--check"], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
 
@@ -601,12 +602,12 @@ def test_client_view_node_matching_filter_without_edges_shows():
 
 
 def test_parse_time_accepts_epoch_and_iso():
-    assert viewer_protocol.parse_time("1541240000") == 1541240000.0
-    assert viewer_protocol.parse_time("2018-11-03T10:13:20") == 1541240000.0
-    assert viewer_protocol.parse_time("2018-11-03T11:13:20+01:00") == 1541240000.0
-    assert viewer_protocol.parse_time("2018-11-03T10:13:20Z") == 1541240000.0
+    assert parse_time("1541240000") == 1541240000.0
+    assert parse_time("2018-11-03T10:13:20") == 1541240000.0
+    assert parse_time("2018-11-03T11:13:20+01:00") == 1541240000.0
+    assert parse_time("2018-11-03T10:13:20Z") == 1541240000.0
     with pytest.raises(ValueError, match="ISO-8601"):
-        viewer_protocol.parse_time("yesterday")
+        parse_time("yesterday")
 
 
 # -- JSON for watch and query --------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from wiredraw.core.cli import main
 from wiredraw.core.cli.scaffold import ScaffoldError, create, names_for
 from wiredraw.testing import CHECKS, ModuleConformance, run_check
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 SLUG = "my_source"
 EXPECTED = {
     "pyproject.toml",
@@ -38,12 +38,12 @@ EXPECTED = {
     "tests/test_my_source_source.py",
     "wiredraw_my_source/README.md",
     "wiredraw_my_source/__init__.py",
-    "wiredraw_my_source/keys.py",
+    "wiredraw_my_source/schema.py",
     "wiredraw_my_source/module.py",
     "wiredraw_my_source/my_source.toml",
     "wiredraw_my_source/source.py",
     "wiredraw_my_source/vectors/my_source-messages.json",
-    "wiredraw_my_source/viz.py",
+    "wiredraw_my_source/view.py",
     "wiredraw_my_source/viz.sample.toml",
 }
 

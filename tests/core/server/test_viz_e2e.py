@@ -20,7 +20,7 @@ from wiredraw.core.server.live import RECOMPUTE_EVERY
 from wiredraw.core.viewer_client import GraphMirror
 from wiredraw.plugins.net_zeek.parser import read_log
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "zeek" / "tsv"
+DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "zeek" / "tsv"
 ROLLING = DATA / "rita_proxy_rolling"
 HOUR = "16:00:00-17:00:00"
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"real Zeek data not found at {DATA} (../shared/data)")

@@ -24,7 +24,7 @@ from wiredraw.testing.vectors import VectorFileError, load_vectors
 
 pytest_plugins = ["pytester"]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 VECTORS = ROOT / "spec" / "vectors"
 
 

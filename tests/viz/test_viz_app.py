@@ -17,7 +17,7 @@ from processes import World, add_key, dev_env, short_dir
 from wiredraw.core.server.credentials import Tokens
 from wiredraw.core.viewer_client import ViewerClient
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "zeek" / "tsv"
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "zeek" / "tsv"
 ROLLING = DATA / "rita_proxy_rolling"
 HOUR = "16:00:00-17:00:00"
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"real Zeek data not found at {DATA} (../shared/data)")

@@ -9,7 +9,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["importlinter"]
 # Checking contracts on a graph changed in memory needs a process of its own: in the test process, something that
 # conftest imports makes zope.interface answer ``dir()`` of import-linter's contract classes with a name that

@@ -13,7 +13,7 @@ import tokenize
 import tomllib
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCANNED = ("core", "probes", "viz")
 
 
