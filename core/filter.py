@@ -3,6 +3,9 @@
 ``attrs`` is the flat mapping :func:`wiredraw.core.graph.element_attrs` builds for a node or an edge. A hand-written
 tokenizer and recursive-descent parser compile the text once into a tree of closures; nothing of the user's text
 is ever evaluated as Python or used as a regular expression, and evaluation never raises.
+
+Why one file of ~700 lines: it is one small language, in spec/filter.md's order (tokens, grammar, values and
+comparisons, the compiled tree); its parts share private token and value types that a split would make public.
 """
 
 from __future__ import annotations

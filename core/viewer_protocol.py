@@ -1,4 +1,4 @@
-"""Viz protocol v1 (spec/viewer.md): length-prefixed msgpack maps over TCP, server -> viewers.
+"""Viewer protocol v1 (spec/viewer.md): length-prefixed msgpack maps over TCP, server -> viewers.
 
 A frame is a 4-byte big-endian length, then that many bytes of one msgpack map with a ``type`` field. This module
 holds the framing, the message shapes (checked on what a viewer sends) and the time parsing the CLI shares; the
@@ -105,7 +105,7 @@ def check_hello(msg: Mapping[str, Any]) -> str:
     if msg.get("type") != "hello":
         raise ViewerProtocolError("expected_hello", f"the first message must be 'hello', got {msg.get('type')!r:.40}")
     if msg.get("version") != VERSION:
-        raise ViewerProtocolError("version", f"this server speaks viz protocol version {VERSION}, "
+        raise ViewerProtocolError("version", f"this server speaks viewer protocol version {VERSION}, "
                                           f"the viewer asked for {msg.get('version')!r:.20}")
     token = _string(msg, "token", required=True, limit=512)
     assert token is not None

@@ -6,6 +6,10 @@ length prefixes and the TCP handshake/control messages, and keeps the per-probe 
 
 Every decoder here raises only :class:`WireError` for any input bytes, so a caller can count a rejection
 by ``err.reason`` and drop the input without a catch-all of its own.
+
+Why one file of ~700 lines: it is the code of one specification, in spec/wire.md's order (envelope, bodies, TCP
+framing, handshake and control, replay window), and a reader checking the code against the spec or writing a
+probe in another language wants it side by side; split, each part would import most of the others.
 """
 
 from __future__ import annotations

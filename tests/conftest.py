@@ -22,7 +22,12 @@ def _stale_install() -> list[str]:
     import tomllib
 
     root = Path(__file__).resolve().parents[1]
-    dirs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    setup = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    dirs = dict(setup["package-dir"])
+    for package in setup["packages"]:  # subpackages (wiredraw.core.server) sit in their parent's folder
+        parent, _, name = package.rpartition(".")
+        if package not in dirs and parent in dirs:
+            dirs[package] = f"{dirs[parent]}/{name}"
     differ = []
     for package, folder in dirs.items():
         spec = importlib.util.find_spec(package)

@@ -7,6 +7,9 @@ to this process's life so that no redis-server is ever left behind.
 
 `EmbeddedRedis` is the blocking process handle (also used by the tests' fixtures);
 `EmbeddedRedisService` puts it in the service tree and restarts it if it dies.
+
+Why one file of ~600 lines: finding the binary, writing its configuration, tying its life to ours (the parent-death
+signal, the lock file) and restarting it are one process's life cycle, and each step needs the others' paths.
 """
 
 from __future__ import annotations
