@@ -9,7 +9,10 @@ Every module's view translation speaks this vocabulary; the core never knows wha
 - :class:`Pulse`: a transient highlight of a node or an edge with a meaning: ``ok``, ``error`` or ``new``.
 - :class:`Details`: a title and sections, each a key/value table or a raw record.
 - :class:`Graph`: nodes and edges by id, with :meth:`Graph.diff` and :meth:`Graph.apply`.
-- :class:`Change`: what a translation step produced: elements upserted (whole), ids removed, pulses.
+- :class:`Change`: what a translation step produced: elements upserted (whole), ids removed, pulses; on the wire,
+  a viewer's ``diff`` (:meth:`Change.from_wire`).
+- :func:`apply_diff`: what a diff does to a graph (spec/viewer.md "diff"), the one rule for every copy of a graph:
+  the server's live :class:`Graph`, the reference client's mirror and the viewer's model (a :class:`DiffTarget`).
 - :class:`ModuleView`: what a module implements so the server can answer live, at-t and interval views.
 """
 
@@ -18,10 +21,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol, TypeVar
 
-__all__ = ["Change", "Details", "Edge", "Graph", "ModuleView", "Node", "Pulse", "Section", "element_attrs",
-           "fade_option", "hash_fields", "view_options"]
+__all__ = ["Change", "Details", "DiffTarget", "Edge", "Graph", "ModuleView", "Node", "Pulse", "Section",
+           "apply_diff", "element_attrs", "fade_option", "hash_fields", "view_options"]
 
 PULSE_MEANINGS: tuple[str, ...] = ("ok", "error", "new")
 
@@ -89,6 +92,11 @@ class Pulse:
     def to_wire(self) -> dict[str, Any]:
         return {"target": self.target, "on": self.on, "meaning": self.meaning, "t": self.t}
 
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> Pulse:
+        return cls(str(d["target"]), "edge" if d.get("on") == "edge" else "node", str(d.get("meaning", "new")),
+                   d.get("t"))
+
 
 @dataclass
 class Section:
@@ -146,6 +154,53 @@ class Change:
     def __bool__(self) -> bool:
         return bool(self.nodes or self.edges or self.removed_nodes or self.removed_edges or self.pulses)
 
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> Change:
+        """A ``diff`` message (spec/viewer.md) as a change; absent lists are empty."""
+        return cls(list(map(Node.from_wire, d.get("nodes") or ())), list(map(Edge.from_wire, d.get("edges") or ())),
+                   [str(i) for i in d.get("removed_nodes") or ()], [str(i) for i in d.get("removed_edges") or ()],
+                   list(map(Pulse.from_wire, d.get("pulses") or ())), d.get("t"))
+
+
+N = TypeVar("N", contravariant=True)  # (only taken in)
+E = TypeVar("E")
+
+
+class DiffTarget(Protocol[N, E]):
+    """A copy of a graph that :func:`apply_diff` edits, holding nodes of type ``N`` and edges of type ``E`` (a
+    :class:`Graph`'s :class:`Node` and :class:`Edge`; the viewer's model keeps wire dicts) with its own indexes."""
+
+    def put_nodes(self, nodes: Iterable[N]) -> None:
+        """Insert each node, or replace the one with its id."""
+
+    def put_edges(self, edges: Iterable[E]) -> None:
+        """Insert each edge, or replace the one with its id."""
+
+    def pop_edges(self, edge_ids: Iterable[str]) -> list[E]:
+        """Remove the edges with these ids (ids it does not hold are skipped); the ones removed, in that order."""
+        ...
+
+    def edges_at(self, node_ids: Iterable[str]) -> list[str]:
+        """Ids of the edges whose src or dst is one of these nodes."""
+        ...
+
+    def pop_nodes(self, node_ids: Iterable[str]) -> None:
+        """Remove the nodes with these ids (ids it does not hold are skipped); none has an edge left."""
+
+
+def apply_diff(target: DiffTarget[N, E], nodes: Iterable[N], edges: Iterable[E], removed_edges: Iterable[str],
+               removed_nodes: Sequence[str]) -> list[E]:
+    """What a diff does (spec/viewer.md "diff"), in its order: upsert nodes, upsert edges (each element is whole and
+    replaces the one with its id), remove edges, remove nodes, a removed node's edges with it. Ids the graph does
+    not hold are skipped. Returns the edges removed: those named, then those that went with a node."""
+    target.put_nodes(nodes)
+    target.put_edges(edges)
+    removed = target.pop_edges(removed_edges)
+    if removed_nodes:
+        removed += target.pop_edges(target.edges_at(removed_nodes))
+        target.pop_nodes(removed_nodes)
+    return removed
+
 
 class Graph:
     """Nodes and edges by id. An edge's endpoints are always nodes of the graph (:meth:`check`)."""
@@ -169,17 +224,32 @@ class Graph:
                 raise ValueError(f"edge {e.id!r} has an endpoint that is not a node")
 
     def apply(self, change: Change) -> list[Edge]:
-        """Upserts first, then removals; removing a node removes its edges too. Returns the edges removed."""
-        for n in change.nodes:
+        """The change, by :func:`apply_diff`: upserts first, then removals; removing a node removes its edges too.
+        Returns the edges removed."""
+        return apply_diff(self, change.nodes, change.edges, change.removed_edges, change.removed_nodes)
+
+    # -- DiffTarget --------------------------------------------------------------------------------------------
+    def put_nodes(self, nodes: Iterable[Node]) -> None:
+        for n in nodes:
             self.nodes[n.id] = n
-        for e in change.edges:
+
+    def put_edges(self, edges: Iterable[Edge]) -> None:
+        for e in edges:
             self.edges[e.id] = e
-        removed = [self.edges.pop(eid) for eid in change.removed_edges if eid in self.edges]
-        gone = {nid for nid in change.removed_nodes if self.nodes.pop(nid, None) is not None}
-        if gone:
-            for eid in [eid for eid, e in self.edges.items() if e.src in gone or e.dst in gone]:
-                removed.append(self.edges.pop(eid))
-        return removed
+
+    def pop_edges(self, edge_ids: Iterable[str]) -> list[Edge]:
+        edges = self.edges
+        return [edges.pop(eid) for eid in edge_ids if eid in edges]
+
+    def edges_at(self, node_ids: Iterable[str]) -> list[str]:
+        gone = {nid for nid in node_ids if nid in self.nodes}
+        if not gone:
+            return []
+        return [eid for eid, e in self.edges.items() if e.src in gone or e.dst in gone]
+
+    def pop_nodes(self, node_ids: Iterable[str]) -> None:
+        for nid in node_ids:
+            self.nodes.pop(nid, None)
 
     def diff(self, new: Graph) -> Change:
         """The change that turns this graph into ``new`` (elements that differ in any field are upserted)."""

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 from wiredraw.core import viewer_protocol
-from wiredraw.core.graph import Edge, Graph, Node
+from wiredraw.core.graph import Change, Graph
 
 
 class ViewerClientError(Exception):
@@ -152,8 +152,19 @@ class ViewerClient:
         return reply.get("result")
 
 
+class SequenceGap(ValueError):
+    """A diff did not follow the previous message (missed or out of order): resubscribe for a full graph."""
+
+
+def check_follows(previous: int | None, seq: Any) -> None:
+    """A diff's ``seq`` must be the previous message's + 1 (spec/viewer.md "diff"); else :class:`SequenceGap`."""
+    if previous is None or seq != previous + 1:
+        raise SequenceGap(f"diff {seq} after {previous}: out of order or missed")
+
+
 class GraphMirror:
-    """Rebuilds a viewer's graph from a full graph and the diffs after it, checking their order."""
+    """Rebuilds a viewer's graph from a full graph and the diffs after it (applied by the kernel's one rule,
+    :meth:`Graph.apply`), checking their order (:class:`SequenceGap`)."""
 
     def __init__(self) -> None:
         self.graph = Graph()
@@ -164,17 +175,8 @@ class GraphMirror:
         if msg["type"] == "graph":
             self.graph = Graph.from_wire(msg)
         elif msg["type"] == "diff":
-            if self.seq is None or msg["seq"] != self.seq + 1:
-                raise ValueError(f"diff {msg['seq']} after {self.seq}: out of order or missed")
-            g = self.graph
-            for n in msg.get("nodes", ()):
-                g.nodes[n["id"]] = Node.from_wire(n)
-            for e in msg.get("edges", ()):
-                g.edges[e["id"]] = Edge.from_wire(e)
-            for eid in msg.get("removed_edges", ()):
-                g.edges.pop(eid, None)
-            for nid in msg.get("removed_nodes", ()):
-                g.nodes.pop(nid, None)
+            check_follows(self.seq, msg["seq"])
+            self.graph.apply(Change.from_wire(msg))
         else:
             return
         self.seq = msg["seq"]

@@ -5,10 +5,11 @@ slots for the layout and the render side.
   under the attribute ``el`` (nodes also hold their ``slot``).
 - :meth:`GraphModel.apply_graph` replaces the view *by difference*: nodes that stay keep their slots, so the
   periodic full graph (every 30 s) or a scrub to a nearby time moves nothing that did not change.
-- :meth:`GraphModel.apply_diff` applies a diff in the documented order (upsert nodes, upsert edges, remove edges,
-  remove nodes with their edges) after checking its ``seq`` with the same rule as
-  :class:`wiredraw.core.viewer_client.GraphMirror`: a diff must follow the previous message's seq by exactly one,
-  else :class:`SequenceGap` is raised and nothing is applied (the caller resubscribes: a full graph follows).
+- :meth:`GraphModel.apply_diff` applies a diff by the kernel's one rule, :func:`wiredraw.core.graph.apply_diff`
+  (upsert nodes, upsert edges, remove edges, remove nodes with their edges: the model is a ``DiffTarget`` that only
+  keeps its indexes), after checking its ``seq`` as :class:`wiredraw.core.viewer_client.GraphMirror` does: a diff
+  must follow the previous message's seq by exactly one, else :class:`SequenceGap` is raised and nothing is applied
+  (the caller resubscribes: a full graph follows). An edge whose endpoint is not a node gets a bare node for it.
 - Slots: a freed slot goes on a free list and the lowest free one is reused first, so slot numbers stay dense and
   no other node's slot ever changes. The render side learns the mapping from each ``scene`` message's ``ids``
   (the node id of every slot, None for a free one).
@@ -27,12 +28,10 @@ from typing import Any
 
 import networkx as nx
 import numpy as np
+from wiredraw.core.graph import apply_diff
+from wiredraw.core.viewer_client import SequenceGap, check_follows
 
 __all__ = ["GraphModel", "ModelChanges", "SequenceGap"]
-
-
-class SequenceGap(ValueError):
-    """A diff did not follow the previous message (missed or out of order): resubscribe for a full graph."""
 
 
 @dataclass
@@ -107,10 +106,7 @@ class GraphModel:
         edges = {str(e["id"]): e for e in msg.get("edges") or ()}
         gone_edges = [eid for eid in self._edge_ends if eid not in edges]
         gone_nodes = [nid for nid in self.graph.nodes if nid not in nodes]
-        self._upsert_nodes(nodes.values())
-        self._upsert_edges(edges.values())
-        self._remove_edges(gone_edges)
-        self._remove_nodes(gone_nodes)
+        apply_diff(self, nodes.values(), edges.values(), gone_edges, gone_nodes)
         self.seq = msg.get("seq")
         self.t = msg.get("t")
         self.mode = msg.get("mode", self.mode)
@@ -119,12 +115,9 @@ class GraphModel:
         """A ``diff`` message; returns its pulses. Raises :class:`SequenceGap` (applying nothing) when its seq
         does not follow the previous message's."""
         seq = msg.get("seq")
-        if self.seq is None or seq != self.seq + 1:
-            raise SequenceGap(f"diff {seq} after {self.seq}: out of order or missed")
-        self._upsert_nodes(msg.get("nodes") or ())
-        self._upsert_edges(msg.get("edges") or ())
-        self._remove_edges(msg.get("removed_edges") or ())
-        self._remove_nodes(msg.get("removed_nodes") or ())
+        check_follows(self.seq, seq)
+        apply_diff(self, msg.get("nodes") or (), msg.get("edges") or (), msg.get("removed_edges") or (),
+                   [str(nid) for nid in msg.get("removed_nodes") or ()])
         self.seq = seq
         self.t = msg.get("t", self.t)
         return list(msg.get("pulses") or ())
@@ -145,7 +138,8 @@ class GraphModel:
     def _changed(self) -> None:
         self.version += 1
 
-    def _upsert_nodes(self, nodes: Iterable[Mapping[str, Any]]) -> None:
+    # -- DiffTarget (wiredraw.core.graph.apply_diff): the elements are wire dicts ---------------------------------
+    def put_nodes(self, nodes: Iterable[Mapping[str, Any]]) -> None:
         g = self.graph
         for raw in nodes:
             el = _node_wire(raw)
@@ -171,14 +165,14 @@ class GraphModel:
             self.slots.append(nid)
         return slot
 
-    def _upsert_edges(self, edges: Iterable[Mapping[str, Any]]) -> None:
+    def put_edges(self, edges: Iterable[Mapping[str, Any]]) -> None:
         g = self.graph
         for raw in edges:
             el = dict(raw)
             eid, src, dst = str(el["id"]), str(el["src"]), str(el["dst"])
             for end in (src, dst):  # the spec says endpoints are nodes of the view; be lenient if one is not
                 if end not in g:
-                    self._upsert_nodes([{"id": end}])
+                    self.put_nodes([{"id": end}])
             old = self._edge_ends.get(eid)
             if old == (src, dst):
                 data = g.edges[src, dst, eid]
@@ -203,26 +197,29 @@ class GraphModel:
         nodes = self.graph.nodes
         self._changes.edge_slots.update(nodes[n]["slot"] for n in node_ids if n in nodes)
 
-    def _remove_edges(self, edge_ids: Iterable[str]) -> None:
-        for eid in edge_ids:
-            ends = self._edge_ends.pop(str(eid), None)
+    def pop_edges(self, edge_ids: Iterable[str]) -> list[dict[str, Any]]:
+        removed: list[dict[str, Any]] = []
+        for raw in edge_ids:
+            eid = str(raw)
+            ends = self._edge_ends.pop(eid, None)
             if ends is not None:
-                self.graph.remove_edge(*ends, key=str(eid))
+                removed.append(self.graph.edges[(*ends, eid)]["el"])
+                self.graph.remove_edge(*ends, key=eid)
                 self._touch(*ends)
                 self._changes.edges = True
                 self._changed()
+        return removed
 
-    def _remove_nodes(self, node_ids: Iterable[str]) -> None:
+    def edges_at(self, node_ids: Iterable[str]) -> list[str]:
         g = self.graph
-        for raw in node_ids:
-            nid = str(raw)
+        return [eid for nid in node_ids if nid in g
+                for edges in (g.in_edges(nid, keys=True), g.out_edges(nid, keys=True)) for *_, eid in edges]
+
+    def pop_nodes(self, node_ids: Iterable[str]) -> None:
+        g = self.graph
+        for nid in node_ids:
             if nid not in g:
                 continue
-            for src, dst, eid in list(g.in_edges(nid, keys=True)) + list(g.out_edges(nid, keys=True)):
-                if self._edge_ends.pop(eid, None) is not None:
-                    g.remove_edge(src, dst, key=eid)
-                    self._changes.edges = True
-                    self._touch(src, dst)
             slot = g.nodes[nid]["slot"]
             g.remove_node(nid)
             self.slots[slot] = None

@@ -18,6 +18,9 @@ Batched geometry, written from numpy (notes/panda3d.md, "Speed"):
 - Labels: a fixed pool of TextNodes (the top ``max_labels`` nodes by size, plus the hovered and the selected
   node); a label's text is only set when its node changes, its position follows the node.
 
+The geometry kit (templates, vertex format, numpy column views) is viz/geometry.py; labels and the legend are
+viz/labels.py.
+
 Coordinates are those of the `parent` NodePath, in the layout's units (viz/layout.py: 1 = the ideal edge length);
 ``node_radius``, ``edge_width``, ``arrow_length`` and ``label_scale`` are in those units.
 """
@@ -30,181 +33,38 @@ from typing import Any
 
 import numpy as np
 from panda3d.core import (  # type: ignore[import-untyped]
-    CardMaker,
     Geom,
     GeomLines,
-    GeomNode,
     GeomTriangles,
-    GeomVertexArrayFormat,
     GeomVertexData,
-    GeomVertexFormat,
-    InternalName,
     NodePath,
-    OmniBoundingVolume,
     Point2,
     Point3,
-    TextNode,
-    TransparencyAttrib,
 )
 from wiredraw.viz import palette, picking
+from wiredraw.viz.geometry import (
+    HIGH_DETAIL_NODES,
+    LOW_DETAIL_NODES,
+    col_view,
+    geom_node,
+    icosphere,
+    log_norm,
+    make_geom,
+    perpendiculars,
+    pos_view,
+    selection_ring,
+    set_indices,
+    shade,
+    sphere_detail,
+    to_u8,
+    vformat,
+)
+from wiredraw.viz.labels import LabelPool, Legend
 
-# Sphere detail by node count: icosphere subdivisions 2 (320 triangles) up to HIGH_DETAIL_NODES, 1 (80) up to
-# LOW_DETAIL_NODES, else 0 (an icosahedron, 20): a CPU rasteriser is bound by triangles.
-HIGH_DETAIL_NODES = 400
-LOW_DETAIL_NODES = 2500
+__all__ = ["HIGH_DETAIL_NODES", "LOW_DETAIL_NODES", "GraphScene", "Legend", "icosphere", "snapshot_from_lists",
+           "sphere_detail"]
+
 RIBBON_MIN_T = 0.3  # edges whose normalised log-weight reaches this get a ribbon ...
-LIGHT_DIR = np.array([-0.45, -0.55, 0.70])  # world direction towards the baked light (from the front left, above)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# templates
-
-
-def icosphere(subdivisions: int) -> tuple[np.ndarray, np.ndarray]:
-    """Unit sphere: (vertices float32 (V, 3), triangles int32 (F, 3), counter-clockwise seen from outside)."""
-    p = (1 + math.sqrt(5)) / 2
-    verts = [(-1, p, 0), (1, p, 0), (-1, -p, 0), (1, -p, 0), (0, -1, p), (0, 1, p),
-             (0, -1, -p), (0, 1, -p), (p, 0, -1), (p, 0, 1), (-p, 0, -1), (-p, 0, 1)]  # fmt: skip
-    faces = [(0, 11, 5), (0, 5, 1), (0, 1, 7), (0, 7, 10), (0, 10, 11), (1, 5, 9), (5, 11, 4), (11, 10, 2),
-             (10, 7, 6), (7, 1, 8), (3, 9, 4), (3, 4, 2), (3, 2, 6), (3, 6, 8), (3, 8, 9), (4, 9, 5),
-             (2, 4, 11), (6, 2, 10), (8, 6, 7), (9, 8, 1)]  # fmt: skip
-    vs = [np.array(v, np.float64) / np.linalg.norm(v) for v in verts]
-    for _ in range(subdivisions):
-        cache: dict[tuple[int, int], int] = {}
-
-        def mid(a: int, b: int, cache: dict[tuple[int, int], int] = cache) -> int:
-            key = (min(a, b), max(a, b))
-            if key not in cache:
-                m = vs[a] + vs[b]
-                vs.append(m / np.linalg.norm(m))
-                cache[key] = len(vs) - 1
-            return cache[key]
-
-        new_faces = []
-        for a, b, c in faces:
-            ab, bc, ca = mid(a, b), mid(b, c), mid(c, a)
-            new_faces += [(a, ab, ca), (b, bc, ab), (c, ca, bc), (ab, bc, ca)]
-        faces = new_faces
-    # counter-clockwise seen from outside, as Panda's front faces (right-handed, z up)
-    return np.array(vs, np.float32), np.array(faces, np.int32)
-
-
-def sphere_detail(nodes: int) -> int:
-    """Icosphere subdivisions for a scene of `nodes` nodes."""
-    return 2 if nodes <= HIGH_DETAIL_NODES else 1 if nodes <= LOW_DETAIL_NODES else 0
-
-
-def _shade(normals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Baked lighting per template vertex: (diffuse factor (V,), additive white highlight (V,))."""
-    light = LIGHT_DIR / np.linalg.norm(LIGHT_DIR)
-    ndotl = np.clip(normals @ light, 0.0, 1.0)
-    diffuse = 0.38 + 0.62 * ndotl
-    half = light + np.array([0.0, -1.0, 0.0])  # towards a viewer in front (-y), roughly
-    half /= np.linalg.norm(half)
-    highlight = 0.22 * np.clip(normals @ half, 0.0, 1.0) ** 24
-    return diffuse.astype(np.float32), highlight.astype(np.float32)
-
-
-def _format() -> Any:
-    """Two arrays: positions (float32 x3, rewritten often) and colors (RGBA uint8, rewritten on pulses)."""
-    pos = GeomVertexArrayFormat()
-    pos.addColumn(InternalName.getVertex(), 3, Geom.NT_float32, Geom.C_point)
-    col = GeomVertexArrayFormat()
-    col.addColumn(InternalName.getColor(), 4, Geom.NT_uint8, Geom.C_color)
-    fmt = GeomVertexFormat()
-    fmt.addArray(pos)
-    fmt.addArray(col)
-    return GeomVertexFormat.registerFormat(fmt)
-
-
-_FORMAT: Any = None
-
-
-def _vformat() -> Any:
-    global _FORMAT
-    if _FORMAT is None:
-        _FORMAT = _format()
-    return _FORMAT
-
-
-def _columns(vdata: Any, rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """numpy views (rows, 3) float32 and (rows, 4) uint8 over `vdata`'s two arrays, marked modified.
-    Take them fresh for each write: they are only valid until the arrays change size."""
-    if vdata.getNumRows() != rows:
-        vdata.uncleanSetNumRows(rows)
-    if rows == 0:
-        return np.zeros((0, 3), np.float32), np.zeros((0, 4), np.uint8)
-    pos = np.frombuffer(memoryview(vdata.modifyArray(0)), np.float32).reshape(rows, 3)
-    col = np.frombuffer(memoryview(vdata.modifyArray(1)), np.uint8).reshape(rows, 4)
-    return pos, col
-
-
-def _pos_view(vdata: Any) -> np.ndarray:
-    rows = vdata.getNumRows()
-    if rows == 0:
-        return np.zeros((0, 3), np.float32)
-    return np.frombuffer(memoryview(vdata.modifyArray(0)), np.float32).reshape(rows, 3)
-
-
-def _col_view(vdata: Any) -> np.ndarray:
-    rows = vdata.getNumRows()
-    if rows == 0:
-        return np.zeros((0, 4), np.uint8)
-    return np.frombuffer(memoryview(vdata.modifyArray(1)), np.uint8).reshape(rows, 4)
-
-
-def _set_indices(prim: Any, indices: np.ndarray) -> None:
-    """Replace a GeomPrimitive's index list from numpy (uint32)."""
-    flat = np.ascontiguousarray(indices, np.uint32).reshape(-1)
-    prim.clearVertices()
-    prim.setIndexType(Geom.NT_uint32)
-    arr = prim.modifyVertices()
-    arr.uncleanSetNumRows(len(flat))
-    if len(flat):
-        np.frombuffer(memoryview(arr), np.uint32)[:] = flat
-
-
-def _to_u8(rgb: np.ndarray) -> np.ndarray:
-    return (np.clip(rgb, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
-
-
-def _log_norm(values: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """log(1 + max(v, 0)) scaled to 0..1 over the (masked) values; all equal -> 0.5."""
-    lv = np.log1p(np.maximum(np.nan_to_num(values.astype(np.float64), nan=0.0), 0.0))
-    sel = lv if mask is None else lv[mask]
-    if len(sel) == 0:
-        return np.zeros(len(lv), np.float32)
-    lo, hi = float(sel.min()), float(sel.max())
-    if hi - lo < 1e-9:
-        return np.full(len(lv), 0.5, np.float32)
-    return np.clip((lv - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
-
-
-def _perpendiculars(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Two unit vectors perpendicular to each unit row of `d` and to each other."""
-    up = np.zeros_like(d)
-    up[:, 2] = 1.0
-    near_vertical = np.abs(d[:, 2]) > 0.9
-    up[near_vertical] = (1.0, 0.0, 0.0)
-    u = np.cross(d, up)
-    u /= np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-12)
-    v = np.cross(d, u)
-    return u, v
-
-
-def _geom_node(name: str) -> GeomNode:
-    node = GeomNode(name)
-    # the geometry moves every frame: never let stale bounds cull it, never walk it for bounds
-    node.setBounds(OmniBoundingVolume())
-    node.setFinal(True)
-    return node
-
-
-def _geom(vdata: Any, prim: Any) -> Any:
-    geom = Geom(vdata)
-    geom.addPrimitive(prim)
-    geom.setBounds(OmniBoundingVolume())
-    return geom
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -247,30 +107,26 @@ class GraphScene:
         self.max_ribbons = max_ribbons
         self.pulse_seconds = pulse_seconds
 
-        fmt = _vformat()
+        fmt = vformat()
         self._node_vdata = GeomVertexData("nodes", fmt, Geom.UH_dynamic)
         self._node_tris = GeomTriangles(Geom.UH_static)
-        node_geom = _geom_node("nodes")
-        node_geom.addGeom(_geom(self._node_vdata, self._node_tris))
+        node_geom = geom_node("nodes")
+        node_geom.addGeom(make_geom(self._node_vdata, self._node_tris))
         self._nodes_np = self.root.attachNewNode(node_geom)
 
         self._line_vdata = GeomVertexData("edge-lines", fmt, Geom.UH_dynamic)
         self._lines = GeomLines(Geom.UH_static)
         self._tri_vdata = GeomVertexData("edge-arrows", fmt, Geom.UH_dynamic)
         self._edge_tris = GeomTriangles(Geom.UH_static)
-        edge_geom = _geom_node("edges")
-        edge_geom.addGeom(_geom(self._line_vdata, self._lines))
-        edge_geom.addGeom(_geom(self._tri_vdata, self._edge_tris))
+        edge_geom = geom_node("edges")
+        edge_geom.addGeom(make_geom(self._line_vdata, self._lines))
+        edge_geom.addGeom(make_geom(self._tri_vdata, self._edge_tris))
         self._edges_np = self.root.attachNewNode(edge_geom)
         self._edges_np.setTwoSided(True)  # ribbons are flat quads
 
-        self._ring = self._make_ring()
-        self._labels_root = self.root.attachNewNode("labels")
-        self._labels_root.setBin("fixed", 50)
-        self._labels_root.setDepthTest(False)
-        self._labels_root.setDepthWrite(False)
-        self._labels_root.setLightOff()
-        self._labels: list[_Label] = [_Label(self._labels_root, font) for _ in range(max_labels + 2)]
+        self._ring = selection_ring(self.root)
+        self._label_pool = LabelPool(self.root, max_labels + 2, font)
+        self._labels = self._label_pool.labels
 
         self._template_detail = -1
         self._template = np.zeros((0, 3), np.float32)
@@ -326,7 +182,7 @@ class GraphScene:
         self.labels = [lab or (i or "") for lab, i in zip(snapshot.get("labels", ids), ids, strict=True)]
         self.groups = [g or "" for g in snapshot.get("groups", [""] * n)]
         self.alive = np.array([i is not None for i in ids], bool)
-        t = _log_norm(self.sizes, self.alive)
+        t = log_norm(self.sizes, self.alive)
         lo, hi = self.node_radius
         self.radii = np.where(self.alive, lo + (hi - lo) * t, 0.0).astype(np.float32)
         self._node_rgb = palette.category_colors(self.categories)[:, :3].reshape(n, 3)
@@ -343,7 +199,7 @@ class GraphScene:
         if m:
             valid[valid] &= self.alive[edge_index[valid, 0]] & self.alive[edge_index[valid, 1]]
         self._edge_valid = valid
-        self._edge_t = _log_norm(self.weights, valid)
+        self._edge_t = log_norm(self.weights, valid)
         self._edge_rgb = palette.category_colors(self.edge_categories)[:, :3].reshape(m, 3)
         heavy = np.flatnonzero(valid & (self._edge_t >= RIBBON_MIN_T))
         if len(heavy) > self.max_ribbons:
@@ -403,10 +259,10 @@ class GraphScene:
         if detail != self._template_detail:
             self._template_detail = detail
             self._template, self._template_tris = icosphere(detail)
-            self._diffuse, self._highlight = _shade(self._template.astype(np.float64))
+            self._diffuse, self._highlight = shade(self._template.astype(np.float64))
         v = len(self._template)
         tris = self._template_tris[None, :, :] + (np.arange(n, dtype=np.int64) * v)[:, None, None]
-        _set_indices(self._node_tris, tris)
+        set_indices(self._node_tris, tris)
         self._node_vdata.uncleanSetNumRows(n * v)
 
         self._line_vdata.uncleanSetNumRows(2 * m)
@@ -421,7 +277,7 @@ class GraphScene:
         a_tris = np.array(arrow_tris, np.int64)[None] + (np.arange(m, dtype=np.int64) * (k + 1))[:, None, None]
         quad = np.array([(0, 1, 2), (0, 2, 3), (4, 5, 6), (4, 6, 7)], np.int64)
         r_tris = quad[None] + (m * (k + 1) + np.arange(r, dtype=np.int64) * 8)[:, None, None]
-        _set_indices(self._edge_tris, np.concatenate([a_tris.reshape(-1, 3), r_tris.reshape(-1, 3)]))
+        set_indices(self._edge_tris, np.concatenate([a_tris.reshape(-1, 3), r_tris.reshape(-1, 3)]))
         self._tri_vdata.uncleanSetNumRows(m * (k + 1) + r * 8)
 
     def _write_positions(self) -> None:
@@ -432,7 +288,7 @@ class GraphScene:
         self._centres, self._eff_radii = centres, radii
         if n:
             verts = centres[:, None, :] + radii[:, None, None] * self._template[None, :, :]
-            _pos_view(self._node_vdata)[:] = verts.reshape(-1, 3)
+            pos_view(self._node_vdata)[:] = verts.reshape(-1, 3)
         if m:
             self._write_edge_positions(centres, radii)
         if self.camera is None:
@@ -457,13 +313,13 @@ class GraphScene:
         dead = ~valid | (gap <= 0)
         start[dead] = base[dead] = tip[dead] = 0.0
 
-        lines = _pos_view(self._line_vdata).reshape(-1, 2, 3)
+        lines = pos_view(self._line_vdata).reshape(-1, 2, 3)
         lines[:, 0] = start
         lines[:, 1] = base
 
         k = self.ARROW_SIDES
-        u, w = _perpendiculars(d)
-        tri = _pos_view(self._tri_vdata)
+        u, w = perpendiculars(d)
+        tri = pos_view(self._tri_vdata)
         arrows = tri[: len(d) * (k + 1)].reshape(-1, k + 1, 3)
         arrows[:, 0] = tip
         angles = 2 * np.pi * np.arange(k) / k
@@ -481,28 +337,28 @@ class GraphScene:
 
     # -- colors -----------------------------------------------------------------------------------------
 
-    def _flashed(self, base: np.ndarray, flash: np.ndarray) -> np.ndarray:
-        """A copy of colors ``base`` moved toward their pulse's color by the pulse's time left."""
-        rgb = base.copy()
+    def _colors(self, idx: np.ndarray, base: np.ndarray, flash: np.ndarray, lookup: Mapping[str, int],
+                hover_mix: float) -> np.ndarray:
+        """Display RGB of elements `idx` (nodes or edges, their rows in `lookup`): their color ``base`` moved toward
+        their pulse's color by the pulse's time left, lightened by `hover_mix` when hovered."""
+        rgb = base[idx].copy()
+        flash = flash[idx]
         live = flash[:, 3] > 0
         if live.any():
             s = np.clip(flash[live, 3:4] / self.pulse_seconds, 0.0, 1.0)
             rgb[live] += (flash[live, :3] - rgb[live]) * s
+        if self.hovered is not None and self.hovered in lookup:
+            h = idx == lookup[self.hovered]
+            rgb[h] += (1.0 - rgb[h]) * hover_mix
         return rgb
 
     def _node_colors(self, idx: np.ndarray) -> np.ndarray:
         """Display RGB of nodes `idx`: category color, flashed by a pulse, lightened when hovered."""
-        rgb = self._flashed(self._node_rgb[idx], self._node_flash[idx])
-        if self.hovered is not None and self.hovered in self._index:
-            h = idx == self._index[self.hovered]
-            rgb[h] += (1.0 - rgb[h]) * palette.HOVER_MIX
-        return rgb
+        return self._colors(idx, self._node_rgb, self._node_flash, self._index, palette.HOVER_MIX)
 
     def _edge_colors(self, idx: np.ndarray) -> np.ndarray:
-        rgb = self._flashed(self._edge_rgb[idx], self._edge_flash[idx])
-        if self.hovered is not None and self.hovered in self._edge_lookup:
-            h = idx == self._edge_lookup[self.hovered]
-            rgb[h] += (1.0 - rgb[h]) * palette.EDGE_HOVER_MIX
+        """Display RGB of edges `idx`: as nodes, and the selected one in the selection's color."""
+        rgb = self._colors(idx, self._edge_rgb, self._edge_flash, self._edge_lookup, palette.EDGE_HOVER_MIX)
         if self.selected is not None and self.selected in self._edge_lookup:
             rgb[idx == self._edge_lookup[self.selected]] = palette.SELECTED[:3]
         return rgb
@@ -513,8 +369,8 @@ class GraphScene:
         rgb = self._node_colors(idx)
         shaded = rgb[:, None, :] * self._diffuse[None, :, None] + self._highlight[None, :, None]
         v = len(self._template)
-        cols = _col_view(self._node_vdata).reshape(-1, v, 4)
-        cols[idx, :, :3] = _to_u8(shaded)
+        cols = col_view(self._node_vdata).reshape(-1, v, 4)
+        cols[idx, :, :3] = to_u8(shaded)
         cols[idx, :, 3] = 255
 
     def _write_edge_colors(self, idx: np.ndarray) -> None:
@@ -524,21 +380,21 @@ class GraphScene:
         rgb = self._edge_colors(idx)
         # lines a little darker than arrowheads and ribbons: a dense graph stays readable
         line_rgb = rgb * 0.72 + np.array(palette.BACKGROUND[:3], np.float32) * 0.28
-        lines = _col_view(self._line_vdata).reshape(-1, 2, 4)
-        lines[idx, :, :3] = _to_u8(line_rgb)[:, None, :]
+        lines = col_view(self._line_vdata).reshape(-1, 2, 4)
+        lines[idx, :, :3] = to_u8(line_rgb)[:, None, :]
         lines[idx, :, 3] = 255
         k = self.ARROW_SIDES
-        tri = _col_view(self._tri_vdata)
+        tri = col_view(self._tri_vdata)
         arrows = tri[: m * (k + 1)].reshape(-1, k + 1, 4)
-        u8 = _to_u8(rgb)
+        u8 = to_u8(rgb)
         arrows[idx, :, :3] = u8[:, None, :]
-        arrows[idx, 1:, :3] = _to_u8(rgb * 0.8)[:, None, :]  # base darker than the tip: reads as a cone
+        arrows[idx, 1:, :3] = to_u8(rgb * 0.8)[:, None, :]  # base darker than the tip: reads as a cone
         arrows[idx, :, 3] = 255
         slot = self._ribbon_of[idx]
         has = slot >= 0
         if has.any():
             quads = tri[m * (k + 1) :].reshape(-1, 8, 4)
-            quads[slot[has], :, :3] = _to_u8(line_rgb[has])[:, None, :]
+            quads[slot[has], :, :3] = to_u8(line_rgb[has])[:, None, :]
             quads[slot[has], :, 3] = 255
 
     def _write_all_colors(self) -> None:
@@ -585,24 +441,25 @@ class GraphScene:
 
     def hover(self, ident: str | None) -> None:
         """Lighten the node or edge `ident` and label it (None: nothing hovered)."""
-        if ident is not None and not self._known(ident):
-            ident = None
-        if ident == self.hovered:
-            return
-        old, self.hovered = self.hovered, ident
-        self._recolor(old, ident)
-        self._assign_labels()
+        self._mark("hovered", ident)
 
     def select(self, ident: str | None) -> None:
         """Ring and label the node `ident`, or color the edge `ident` (None: clear the selection)."""
+        if self._mark("selected", ident):
+            self._place_ring()
+
+    def _mark(self, which: str, ident: str | None) -> bool:
+        """Set :attr:`hovered` or :attr:`selected` (``which``) to `ident` (None when unknown), recoloring what it
+        leaves and what it takes and relabelling; False when nothing changed."""
         if ident is not None and not self._known(ident):
             ident = None
-        if ident == self.selected:
-            return
-        old, self.selected = self.selected, ident
+        old = getattr(self, which)
+        if ident == old:
+            return False
+        setattr(self, which, ident)
         self._recolor(old, ident)
         self._assign_labels()
-        self._place_ring()
+        return True
 
     def _recolor(self, *idents: str | None) -> None:
         for ident in idents:
@@ -612,24 +469,6 @@ class GraphScene:
                 self._write_node_colors(np.array([self._index[ident]]))
             elif ident in self._edge_lookup:
                 self._write_edge_colors(np.array([self._edge_lookup[ident]]))
-
-    def _make_ring(self) -> NodePath:
-        verts, tris = icosphere(1)
-        pairs = np.concatenate([tris[:, [0, 1]], tris[:, [1, 2]], tris[:, [2, 0]]])
-        pairs = np.unique(np.sort(pairs, axis=1), axis=0)
-        vdata = GeomVertexData("ring", _vformat(), Geom.UH_static)
-        pos, col = _columns(vdata, len(verts))
-        pos[:] = verts
-        col[:, :3] = _to_u8(np.array(palette.SELECTED[:3]))
-        col[:, 3] = 255
-        lines = GeomLines(Geom.UH_static)
-        _set_indices(lines, pairs)
-        node = GeomNode("selection-ring")
-        node.addGeom(Geom(vdata))
-        node.modifyGeom(0).addPrimitive(lines)
-        ring = self.root.attachNewNode(node)
-        ring.hide()
-        return ring
 
     def _place_ring(self) -> None:
         k = self._index.get(self.selected) if self.selected is not None else None
@@ -645,7 +484,7 @@ class GraphScene:
 
     def label_targets(self) -> list[str]:
         """Ids of the nodes labelled now: the top nodes by size, then hovered and selected ones."""
-        return [lab.ident for lab in self._labels if lab.ident is not None]
+        return self._label_pool.targets()
 
     def _assign_labels(self) -> None:
         wanted: list[str] = []
@@ -655,40 +494,12 @@ class GraphScene:
             wanted = [self.ids[k] for k in order]  # type: ignore[misc]
         emphasis = {i for i in (self.hovered, self.selected) if i is not None and i in self._index}
         wanted += [i for i in (self.selected, self.hovered) if i in emphasis and i not in wanted]
-        # keep labels on the slots they had (no text regeneration), fill the rest
-        keep = {lab.ident for lab in self._labels} & set(wanted)
-        free = [lab for lab in self._labels if lab.ident not in keep]
-        missing = [i for i in wanted if i not in {lab.ident for lab in self._labels}]
-        for lab, ident in zip(free, missing + [None] * len(free), strict=False):
-            lab.assign(ident, self.labels[self._index[ident]] if ident is not None else "")
-        for lab in self._labels:  # a kept label follows its node's new name (a host's DNS name arriving)
-            ident = lab.ident
-            if ident is not None and ident in keep and lab.text.getText() != self.labels[self._index[ident]]:
-                lab.text.setText(self.labels[self._index[ident]])
-        for lab in self._labels:
-            lab.set_emphasis(lab.ident in emphasis, lab.ident == self.selected)
+        self._label_pool.assign(wanted, lambda ident: self.labels[self._index[ident]], emphasis, self.selected)
         self._place_labels()
 
     def _place_labels(self) -> None:
-        centres = self._centres
-        per_depth = 0.0
-        camera = self.camera
-        if camera is not None:
-            # world height of label_size of the screen at depth 1: scale by depth for a constant size on screen
-            fov_y = camera.node().getLens().getFov()[1]
-            per_depth = self.label_size * 2 * math.tan(math.radians(fov_y) / 2)
-        for lab in self._labels:
-            if lab.ident is None:
-                continue
-            k = self._index[lab.ident]
-            if k >= len(centres):
-                continue
-            c = centres[k]
-            scale = self.label_scale
-            if camera is not None:
-                depth = camera.getRelativePoint(self.root, Point3(float(c[0]), float(c[1]), float(c[2]))).y
-                scale = per_depth * max(depth, 1e-3)
-            lab.place(float(c[0]), float(c[1]), float(c[2]), float(self.radii[k]), scale)
+        self._label_pool.place(self._index, self._centres, self.radii, self.root, self.label_scale, self.camera,
+                               self.label_size)
 
     # -- queries ----------------------------------------------------------------------------------------
 
@@ -736,112 +547,6 @@ class GraphScene:
         self.root.removeNode()
 
 
-class _Label:
-    """One pooled, billboarded text label (always drawn on top)."""
-
-    def __init__(self, parent: NodePath, font: Any) -> None:
-        self.ident: str | None = None
-        self.text = TextNode("label")
-        if font is not None:
-            self.text.setFont(font)
-        self.text.setAlign(TextNode.ACenter)
-        self.text.setTextColor(*palette.TEXT)
-        self.text.setShadow(0.06, 0.06)
-        self.text.setShadowColor(0, 0, 0, 0.9)
-        self.anchor = parent.attachNewNode("label-anchor")
-        self.anchor.setBillboardPointEye()
-        self.np = self.anchor.attachNewNode(self.text)
-        self.anchor.setTransparency(TransparencyAttrib.MAlpha)
-        self.anchor.hide()
-        self._emphasis = 1.0
-
-    def assign(self, ident: str | None, text: str) -> None:
-        self.ident = ident
-        if ident is None:
-            self.anchor.hide()
-            return
-        self.text.setText(text)
-        self.anchor.show()
-
-    def set_emphasis(self, on: bool, selected: bool) -> None:
-        self._emphasis = 1.35 if on else 1.0
-        self.text.setTextColor(*(palette.SELECTED if selected else palette.TEXT))
-
-    def place(self, x: float, y: float, z: float, radius: float, scale: float) -> None:
-        self.anchor.setPos(x, y, z)
-        self.np.setScale(scale * self._emphasis)
-        self.np.setZ(radius * 1.15 + 0.1)
-
-
-class Legend:
-    """Category -> color key for the nodes and edges present, in 2D (put it under ``aspect2d``).
-
-    ``Legend(base.aspect2d, pos=(-1.3, 0.9))``, then :meth:`set_categories` whenever the scene changes; the rows
-    are only rebuilt when the set of categories does."""
-
-    def __init__(
-        self, parent: NodePath, *, pos: tuple[float, float] = (-1.3, 0.9), scale: float = 0.045, font: Any = None
-    ) -> None:
-        self.root = parent.attachNewNode("legend")
-        self.root.setPos(pos[0], 0, pos[1])
-        self.root.setScale(scale)
-        self.font = font
-        self.entries: tuple[tuple[tuple[str, palette.Color], ...], tuple[tuple[str, palette.Color], ...]] = ((), ())
-        self._rows = self.root.attachNewNode("rows")
-
-    def set_categories(self, node_categories: Iterable[str], edge_categories: Iterable[str] = ()) -> None:
-        entries = (tuple(palette.legend_entries(node_categories)), tuple(palette.legend_entries(edge_categories)))
-        if entries == self.entries:
-            return
-        self.entries = entries
-        self._rows.removeNode()
-        self._rows = self.root.attachNewNode("rows")
-        y = 0.0
-        width = 0.0
-        for title, rows, swatch in (("nodes", entries[0], "dot"), ("edges", entries[1], "bar")):
-            if not rows:
-                continue
-            self._text(title, 0.0, y, palette.TEXT_DIM)
-            y -= 1.25
-            for name, color in rows:
-                card = CardMaker("swatch")
-                if swatch == "dot":
-                    card.setFrame(0.1, 0.8, -0.05, 0.65)
-                else:
-                    card.setFrame(0.0, 0.9, 0.2, 0.4)
-                c = self._rows.attachNewNode(card.generate())
-                c.setPos(0.2, 0, y)
-                c.setColor(*color)
-                width = max(width, 1.5 + 0.55 * len(name))
-                self._text(name, 1.5, y, palette.TEXT)
-                y -= 1.1
-            y -= 0.4
-        if y < 0:
-            frame = CardMaker("legend-frame")
-            frame.setFrame(-0.5, max(width, 4.0) + 0.5, y + 0.3, 1.2)
-            bg = self._rows.attachNewNode(frame.generate())
-            bg.setColor(0.0, 0.0, 0.0, 0.45)
-            bg.setTransparency(TransparencyAttrib.MAlpha)
-            bg.setBin("background", 0)
-            bg.setDepthWrite(False)
-
-    def _text(self, text: str, x: float, y: float, color: palette.Color) -> None:
-        node = TextNode("legend-text")
-        if self.font is not None:
-            node.setFont(self.font)
-        node.setText(text)
-        node.setTextColor(*color)
-        t = self._rows.attachNewNode(node)
-        t.setPos(x, 0, y)
-
-    def texts(self) -> list[str]:
-        """The legend's text rows, top to bottom (titles included), for tests."""
-        found = sorted(self._rows.findAllMatches("**/+TextNode"), key=lambda n: -n.getZ())
-        return [n.node().getText() for n in found]
-
-    def destroy(self) -> None:
-        self.root.removeNode()
-
 
 def snapshot_from_lists(
     ids: Sequence[str | None],
@@ -865,3 +570,4 @@ def snapshot_from_lists(
         "weights": np.asarray(weights, np.float32),
         "edge_categories": list(edge_categories),
     }
+

@@ -16,20 +16,22 @@ format was switched midway reads whole:
   service is known by its server URL.
 
 A line that is neither (or lacks the client, method, path, status or time) is counted as bad and skipped; a line
-still being written (no newline yet) waits for the next poll. Resume token: the file's inode and the offset after
-the last line polled, so a restarted probe sends nothing twice; a file replaced (another inode) or truncated
-(shorter than the offset) is read again from its beginning. A source never blocks.
+still being written (no newline yet) waits for the next poll. The file is followed by
+:class:`wiredraw.core.follow.FollowedFile`: resume token the file's inode and the offset after the last line polled,
+so a restarted probe sends nothing twice; a file replaced (another inode) or truncated (shorter than the offset) is
+read again from its beginning. A source never blocks.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+
+from wiredraw.core.follow import FollowedFile
 
 Message = tuple[str, dict[str, Any]]
 
@@ -174,65 +176,40 @@ class HttpTraefikSource:
     """See the module docstring. ``entrypoint``: the entry point of lines that name none (CLF)."""
 
     def __init__(self, path: Path | str, from_end: bool = False, entrypoint: str | None = None) -> None:
-        self.path = Path(path)
-        self.from_end = from_end
+        self.file = FollowedFile(path, from_end)
         self.entrypoint = entrypoint or None
-        self.inode: int | None = None
-        self.offset = 0
-        self.restored = False
-        self.counts = {"lines": 0, "messages": 0, "bad": 0, "json": 0, "common": 0, "reopened": 0}
+        self.counts = {"messages": 0, "bad": 0, "json": 0, "common": 0}
 
     # -- Source protocol ---------------------------------------------------------------------------------------
     def poll(self, max_messages: int) -> list[Message]:
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            return []  # not there (yet): keep polling
-        if self.inode is None and not self.restored:
-            self.offset = st.st_size if self.from_end else 0
-        elif st.st_ino != self.inode or st.st_size < self.offset:
-            self.offset = 0  # replaced or truncated: read it again from its beginning
-            self.counts["reopened"] += 1
-        self.inode, self.restored = st.st_ino, False
-        out: list[Message] = []
-        if st.st_size <= self.offset:
-            return out
-        with open(self.path, "rb") as f:
-            f.seek(self.offset)
-            while len(out) < max_messages:
-                line = f.readline()
-                if not line.endswith(b"\n"):
-                    break  # the end, or a line still being written
-                at = self.offset
-                self.offset += len(line)
-                self.counts["lines"] += 1
-                if not line.strip():
-                    continue
-                msg = parse_line(line, self.entrypoint)
-                if msg is None:
-                    self.counts["bad"] += 1
-                    continue
-                msg.setdefault("rid", f"o{at}")
-                self.counts["json" if line.lstrip().startswith(b"{") else "common"] += 1
-                self.counts["messages"] += 1
-                out.append(("request", msg))
-        return out
+        return self.file.poll(max_messages, self._message)
 
     def finished(self) -> bool:
         return False  # a followed file never ends
 
     def state(self) -> Any:
-        return {"v": 1, "path": str(self.path), "inode": self.inode, "offset": self.offset}
+        return self.file.state()
 
     def restore(self, state: Any) -> None:
-        if not isinstance(state, dict) or state.get("v") != 1 or state.get("path") != str(self.path):
-            return  # another file, or an older token: start afresh
-        inode, offset = state.get("inode"), state.get("offset")
-        if isinstance(inode, int) and isinstance(offset, int) and offset >= 0:
-            self.inode, self.offset, self.restored = inode, offset, True
+        self.file.restore(state)
 
     def close(self) -> None:
         pass
 
     def summary(self) -> dict[str, Any]:
-        return {"file": str(self.path), "offset": self.offset, **self.counts}
+        f = self.file
+        c = self.counts
+        return {"file": str(f.path), "offset": f.offset, "lines": f.lines, "messages": c["messages"],
+                "bad": c["bad"], "json": c["json"], "common": c["common"], "reopened": f.reopened}
+
+    # -- one line ----------------------------------------------------------------------------------------------
+    def _message(self, line: bytes, at: int) -> Message | None:
+        """The ``request`` message of one line (``rid`` defaults to its byte offset ``at``); None: a bad line."""
+        msg = parse_line(line, self.entrypoint)
+        if msg is None:
+            self.counts["bad"] += 1
+            return None
+        msg.setdefault("rid", f"o{at}")
+        self.counts["json" if line.lstrip().startswith(b"{") else "common"] += 1
+        self.counts["messages"] += 1
+        return ("request", msg)

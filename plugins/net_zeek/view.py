@@ -26,21 +26,24 @@ they give equal graphs for the same data:
   batch) and folds each change. A connection the state already holds is not counted again; a longer report of it
   replaces its contribution. An HTTP response that comes before its connection (Zeek writes conn.log when a
   connection ends) waits, bounded, for it.
+
+Beside this file: options.py (the options and the host classifier), fold.py (:class:`GraphState`), details.py (the
+details panels).
 """
 
 from __future__ import annotations
 
-import heapq
-import ipaddress
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from twisted.logger import Logger
-from wiredraw.core.graph import Change, Details, Edge, Graph, ModuleView, Node, Pulse, Section, view_options
+from wiredraw.core.graph import Change, Details, Graph, ModuleView, Pulse
+from wiredraw.plugins.net_zeek.details import as_text as _decode
+from wiredraw.plugins.net_zeek.details import element_details
+from wiredraw.plugins.net_zeek.fold import GraphState, edge_id
+from wiredraw.plugins.net_zeek.options import HostClassifier, ViewOptions, parse_options
 from wiredraw.plugins.net_zeek.query import (
     FEED_KEY,
     PREFIX,
@@ -55,33 +58,21 @@ from wiredraw.plugins.net_zeek.query import (
     active_from_replies,
     conn_command,
     conn_facts,
-    conn_probes_command,
     decode_feed,
     feed_last_command,
     feed_read_command,
-    host_probes_command,
     name_command,
     name_pairs,
-    probes_from_reply,
     span_command,
     span_from_reply,
     unpack_record,
 )
 
-__all__ = ["GraphState", "HostClassifier", "NetZeekView", "ViewOptions", "edge_id", "parse_options"]
+__all__ = ["FeedGap", "GraphState", "HostClassifier", "NetZeekView", "ViewOptions", "edge_id", "parse_options"]
 
-DEFAULT_LOCAL_NETWORKS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")  # RFC 1918, RFC 4193
-OPTION_NAMES = ("local_networks", "groups", "tags_file")
-PORTS_SHOWN = 10  # ports listed on a node or an edge
-DETAILS_CONNS = 50  # connections shown in an edge's details
-DETAILS_NAMES = 50  # DNS names shown in a host's details
-DETAILS_PEERS = 20  # peers shown in a host's details
 FETCH_BATCH = 2000  # commands per pipelined round trip
 FEED_READ_COUNT = 40  # feed entries per XRANGE (up to ~20,000 changes): between reads the reactor serves ingest
 PENDING_MAX = 10_000  # HTTP responses waiting for their connection
-CLASSIFY_CACHE_MAX = 200_000
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class FeedGap(Exception):
@@ -89,362 +80,7 @@ class FeedGap(Exception):
 
 
 # ------------------------------------------------------------------------------------------------------------
-# Options
-
-
-@dataclass(frozen=True)
-class ViewOptions:
-    local_networks: tuple[Network, ...]
-    groups: tuple[tuple[Network, str], ...]
-
-
-def _network(value: Any, where: str) -> Network:
-    if not isinstance(value, str):
-        raise ValueError(f"{where}: expected a CIDR string such as '10.0.0.0/8', got {value!r}")
-    try:
-        return ipaddress.ip_network(value.strip(), strict=False)
-    except ValueError as exc:
-        raise ValueError(f"{where}: {value!r} is not a CIDR ({exc})") from exc
-
-
-def _group_name(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{where}: expected a non-empty group name, got {value!r}")
-    return value.strip()
-
-
-def read_tags_file(path: Path) -> list[tuple[Network, str]]:
-    """``CIDR name`` lines (``#`` starts a comment, blank lines are skipped)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"tags_file {str(path)!r}: cannot read it ({exc})") from exc
-    out = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        parts = line.split(None, 1)
-        where = f"tags_file {str(path)!r} line {lineno}"
-        if len(parts) != 2:
-            raise ValueError(f"{where}: expected 'CIDR name', got {line!r}")
-        out.append((_network(parts[0], where), _group_name(parts[1], where)))
-    return out
-
-
-def parse_options(options: Mapping[str, Any] | None) -> ViewOptions:
-    """Check the ``[net_zeek]`` table of the server's viz config; a ValueError names the option at fault.
-
-    ``groups`` entries win over ``tags_file`` lines for the same subnet."""
-    options = view_options("net_zeek", options, OPTION_NAMES)
-    local = options.get("local_networks", list(DEFAULT_LOCAL_NETWORKS))
-    if not isinstance(local, list):
-        raise ValueError(f"local_networks: expected a list of CIDRs, got {local!r}")
-    networks = tuple(_network(v, f"local_networks[{i}]") for i, v in enumerate(local))
-    by_net: dict[Network, str] = {}
-    tags_file = options.get("tags_file")
-    if tags_file is not None:
-        if not isinstance(tags_file, str) or not tags_file:
-            raise ValueError(f"tags_file: expected a path, got {tags_file!r}")
-        by_net.update(read_tags_file(Path(tags_file).expanduser()))
-    groups = options.get("groups", {})
-    if not isinstance(groups, Mapping):
-        raise ValueError(f"groups: expected a table of CIDR = name, got {groups!r}")
-    for cidr, name in groups.items():
-        by_net[_network(cidr, f"groups.{cidr}")] = _group_name(name, f"groups.{cidr!r}")
-    return ViewOptions(networks, tuple(by_net.items()))
-
-
-class HostClassifier:
-    """Category (local/remote) and group of an address: the most specific subnet wins, one dict look-up (on the
-    address's integer, shifted) per distinct prefix length, results cached per address."""
-
-    def __init__(self, options: ViewOptions) -> None:
-        self._local = self._table((net, "local") for net in options.local_networks)
-        self._groups = self._table(options.groups)
-        self._cache: dict[str, tuple[str, str]] = {}
-
-    @staticmethod
-    def _table(pairs: Iterable[tuple[Network, str]]) -> list[tuple[int, int, dict[int, str]]]:
-        """[(version, host bits, {network address >> host bits: name})], longest prefix first."""
-        by_len: dict[tuple[int, int], dict[int, str]] = {}
-        for net, name in pairs:
-            host_bits = net.max_prefixlen - net.prefixlen
-            by_len.setdefault((net.version, host_bits), {})[int(net.network_address) >> host_bits] = name
-        return [(v, bits, nets) for (v, bits), nets in sorted(by_len.items(), key=lambda kv: kv[0][1])]
-
-    @staticmethod
-    def _lookup(table: list[tuple[int, int, dict[int, str]]], version: int, value: int) -> str | None:
-        for v, host_bits, nets in table:
-            if v == version:
-                name = nets.get(value >> host_bits)
-                if name is not None:
-                    return name
-        return None
-
-    def classify(self, ip: str) -> tuple[str, str]:
-        hit = self._cache.get(ip)
-        if hit is None:
-            if len(self._cache) >= CLASSIFY_CACHE_MAX:
-                self._cache.clear()
-            try:
-                addr = ipaddress.ip_address(ip.split("%", 1)[0])
-            except ValueError:
-                hit = ("remote", "")
-            else:
-                value = int(addr)
-                local = self._lookup(self._local, addr.version, value) is not None
-                hit = ("local" if local else "remote", self._lookup(self._groups, addr.version, value) or "")
-            self._cache[ip] = hit
-        return hit
-
-
-# ------------------------------------------------------------------------------------------------------------
-# The fold
-
-
-def edge_id(orig: str, resp: str) -> str:
-    return f"{orig}>{resp}"
-
-
-class _NodeAcc:
-    __slots__ = ("bytes", "conns_out", "conns_in", "ports", "first", "last")
-
-    def __init__(self, first: float, last: float) -> None:
-        self.bytes: int | float = 0
-        self.conns_out = 0
-        self.conns_in = 0
-        self.ports: dict[int, int] = {}  # responder port -> connections (plain dicts: this is the hot path)
-        self.first, self.last = first, last
-
-
-class _EdgeAcc:
-    __slots__ = ("src", "dst", "bytes", "conns", "services", "ports", "protos", "first", "last")
-
-    def __init__(self, src: str, dst: str, first: float, last: float) -> None:
-        self.src, self.dst = src, dst
-        self.bytes: int | float = 0
-        self.conns = 0
-        self.services: dict[str, int] = {}
-        self.ports: dict[int, int] = {}
-        self.protos: dict[str, int] = {}
-        self.first, self.last = first, last
-
-
-def _less(counts: dict[Any, int], key: Any) -> None:
-    if key is not None:
-        left = counts.get(key, 0) - 1
-        if left > 0:
-            counts[key] = left
-        else:
-            counts.pop(key, None)
-
-
-def _top_ports(ports: dict[int, int]) -> list[int]:
-    if len(ports) <= PORTS_SHOWN:
-        return sorted(ports)
-    return sorted(p for _, p in heapq.nsmallest(PORTS_SHOWN, ((-n, p) for p, n in ports.items())))
-
-
-def _main_service(services: dict[str, int]) -> str:
-    if len(services) <= 1:
-        return next(iter(services), "other")
-    most = max(services.values())
-    return min(name for name, n in services.items() if n == most)
-
-
-def _sorted_counts(counts: dict[str, int]) -> dict[str, int]:
-    return dict(sorted(counts.items())) if len(counts) > 1 else dict(counts)
-
-
-class GraphState:
-    """Connections folded into per-node and per-edge accumulators, with the facts of each uid counted (so a
-    repeat is not counted twice and a longer report replaces its contribution) and each node's label.
-
-    first/last only grow: a longer report of a connection (same start, later end) moves them as it should."""
-
-    def __init__(self, classifier: HostClassifier, *, track_ends: bool = False) -> None:
-        self.classifier = classifier
-        # (index_end, uid) of every connection put, when tracked (the live state): what expire() takes out first.
-        # A longer report pushes its new end; the old entry is skipped when it comes up.
-        self.ends: list[tuple[float, str]] | None = [] if track_ends else None
-        self.conns: dict[str, ConnFacts] = {}
-        self.nodes: dict[str, _NodeAcc] = {}
-        self.edges: dict[str, _EdgeAcc] = {}
-        self.labels: dict[str, tuple[float, str] | None] = {}  # (score, name) of names:{ip}'s top; read ones only
-        self.touched_nodes: set[str] = set()  # since the last clear_touched()
-        self.touched_edges: set[str] = set()
-        self.created_nodes: set[str] = set()
-
-    def clear_touched(self) -> None:
-        self.touched_nodes.clear()
-        self.touched_edges.clear()
-        self.created_nodes.clear()
-
-    def put(self, c: ConnFacts) -> bool:
-        """Count ``c`` unless the same uid is counted with at least its duration. True if anything changed."""
-        prev = self.conns.get(c.uid)
-        if prev is not None:
-            if c.duration <= prev.duration:
-                return False
-            self._remove(prev)
-        self.conns[c.uid] = c
-        self._add(c)
-        if self.ends is not None:
-            heapq.heappush(self.ends, (c.index_end, c.uid))
-        return True
-
-    def expire(self, t0: float) -> int:
-        """Take out every connection that ended before ``t0`` (as the interval index sees it: what an interval
-        graph from ``t0`` leaves out); returns how many. Needs ``track_ends``."""
-        ends, conns, nodes, edges, n = self.ends, self.conns, self.nodes, self.edges, 0
-        assert ends is not None, "expire() needs a GraphState made with track_ends=True"
-        stale_edges: set[str] = set()  # elements that may have lost the connection that started first
-        stale_nodes: set[str] = set()
-        while ends and ends[0][0] < t0:
-            end, uid = heapq.heappop(ends)
-            c = conns.get(uid)
-            if c is not None and c.index_end == end:
-                del conns[uid]
-                self._remove(c)
-                n += 1
-                e = edges.get(c.orig + ">" + c.resp)
-                if e is not None and c.start <= e.first:
-                    stale_edges.add(c.orig + ">" + c.resp)
-                for ip in (c.orig, c.resp):
-                    node = nodes.get(ip)
-                    if node is not None and c.start <= node.first:
-                        stale_nodes.add(ip)
-        if stale_edges or stale_nodes:
-            # first = the earliest start of the connections left (last needs nothing: those left ended later than
-            # any taken out); one pass over the window's connections, no Redis
-            first_e = dict.fromkeys((eid for eid in stale_edges if eid in edges), math.inf)  # (some went since)
-            first_n = dict.fromkeys((ip for ip in stale_nodes if ip in nodes), math.inf)
-            for c in conns.values():
-                start = c.start
-                if first_e:
-                    eid = c.orig + ">" + c.resp
-                    if eid in first_e and start < first_e[eid]:
-                        first_e[eid] = start
-                for ip in (c.orig, c.resp):
-                    if ip in first_n and start < first_n[ip]:
-                        first_n[ip] = start
-            for eid, first in first_e.items():
-                edges[eid].first = first
-            for ip, first in first_n.items():
-                nodes[ip].first = first
-        return n
-
-    def _add(self, c: ConnFacts) -> None:
-        orig, resp, start, nbytes = c.orig, c.resp, c.start, c.bytes
-        port = c.port if c.proto != "icmp" else None  # Zeek's ICMP "ports" are type and code
-        end = c.end
-        eid = orig + ">" + resp
-        e = self.edges.get(eid)
-        if e is None:
-            e = self.edges[eid] = _EdgeAcc(orig, resp, start, end)
-        else:
-            if start < e.first:
-                e.first = start
-            if end > e.last:
-                e.last = end
-        e.bytes += nbytes
-        e.conns += 1
-        if c.service is not None:
-            e.services[c.service] = e.services.get(c.service, 0) + 1
-        if port is not None:
-            e.ports[port] = e.ports.get(port, 0) + 1
-        if c.proto is not None:
-            e.protos[c.proto] = e.protos.get(c.proto, 0) + 1
-        self.touched_edges.add(eid)
-        for ip in (orig, resp) if orig != resp else (orig,):
-            n = self.nodes.get(ip)
-            if n is None:
-                n = self.nodes[ip] = _NodeAcc(start, end)
-                self.created_nodes.add(ip)
-            else:
-                if start < n.first:
-                    n.first = start
-                if end > n.last:
-                    n.last = end
-            n.bytes += nbytes
-            if ip == orig:
-                n.conns_out += 1
-            if ip == resp:
-                n.conns_in += 1
-                if port is not None:
-                    n.ports[port] = n.ports.get(port, 0) + 1
-            self.touched_nodes.add(ip)
-
-    def _remove(self, c: ConnFacts) -> None:
-        """Take back what :meth:`_add` counted for ``c`` (an element left with no connection goes)."""
-        eid = edge_id(c.orig, c.resp)
-        e = self.edges[eid]
-        port = c.port if c.proto != "icmp" else None
-        e.bytes -= c.bytes
-        e.conns -= 1
-        _less(e.services, c.service)
-        _less(e.ports, port)
-        _less(e.protos, c.proto)
-        if e.conns <= 0:
-            del self.edges[eid]
-        self.touched_edges.add(eid)
-        for ip in (c.orig, c.resp) if c.orig != c.resp else (c.orig,):
-            n = self.nodes[ip]
-            n.bytes -= c.bytes
-            if ip == c.orig:
-                n.conns_out -= 1
-            if ip == c.resp:
-                n.conns_in -= 1
-                _less(n.ports, port)
-            if n.conns_out <= 0 and n.conns_in <= 0:
-                del self.nodes[ip]
-                self.labels.pop(ip, None)  # read again if the host comes back
-            self.touched_nodes.add(ip)
-
-    def label(self, ip: str) -> str:
-        top = self.labels.get(ip)
-        return top[1] if top is not None else ip
-
-    def node(self, ip: str) -> Node:
-        n = self.nodes[ip]
-        category, group = self.classifier.classify(ip)
-        return Node(
-            ip,
-            "host",
-            self.label(ip),
-            float(n.bytes),
-            category,
-            group,
-            n.first,
-            n.last,
-            {"bytes": n.bytes, "conns_out": n.conns_out, "conns_in": n.conns_in, "ports": _top_ports(n.ports)},
-        )
-
-    def edge(self, eid: str) -> Edge:
-        e = self.edges[eid]
-        service = _main_service(e.services)
-        protos = e.protos
-        attrs = {
-            "bytes": e.bytes,
-            "conns": e.conns,
-            "service": service,
-            "services": _sorted_counts(e.services),
-            "ports": _top_ports(e.ports),
-            "proto": "/".join(sorted(protos)) if len(protos) > 1 else next(iter(protos), ""),
-        }
-        return Edge(eid, e.src, e.dst, True, float(e.bytes), service, "", "conn", e.first, e.last, attrs)
-
-    def graph(self) -> Graph:
-        return Graph((self.node(ip) for ip in self.nodes), (self.edge(eid) for eid in self.edges))
-
-
-# ------------------------------------------------------------------------------------------------------------
 # The translation
-
-
-def _decode(v: Any) -> str:
-    return v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else str(v)
 
 
 def _http_meaning(status: int) -> str | None:
@@ -487,12 +123,6 @@ def _touched(ids: set[str], have: Mapping[str, Any], build: Callable[[str], Any]
     return upserts, removals
 
 
-def _is_ip(s: str) -> bool:
-    try:
-        ipaddress.ip_address(s.split("%", 1)[0])
-    except ValueError:
-        return False
-    return True
 
 
 class NetZeekView(ModuleView):
@@ -714,135 +344,8 @@ class NetZeekView(ModuleView):
             return change.t
         return None
 
-    # -- details -------------------------------------------------------------------------------------------------
     async def details(self, element_id: str, t0: float, t1: float) -> Details | None:
-        if ">" in element_id:
-            src, dst = element_id.split(">", 1)
-            if _is_ip(src) and _is_ip(dst):
-                return await self._edge_details(element_id, src, dst, t0, t1)
-            return None
-        if _is_ip(element_id):
-            return await self._host_details(element_id, t0, t1)
-        return None
-
-    async def _host_details(self, ip: str, t0: float, t1: float) -> Details | None:
-        seen, names, probes = await self._pipeline(
-            [("ZSCORE", f"{PREFIX}hosts", ip), name_command(ip, DETAILS_NAMES), host_probes_command(ip)]
-        )
-        state = GraphState(self.classifier)
-        for facts in await self._fetch(await self._active(t0, t1), ip):
-            state.put(facts)
-        if seen is None and ip not in state.nodes:
-            return None
-        pairs = name_pairs(names)
-        state.labels[ip] = pairs[0] if pairs else None
-        category, group = self.classifier.classify(ip)
-        node = state.node(ip) if ip in state.nodes else None
-        rows: list[list[Any]] = [["address", ip], ["name", state.label(ip)], ["category", category], ["group", group]]
-        if node is not None:
-            rows += [
-                ["bytes", node.attrs["bytes"]],
-                ["connections out", node.attrs["conns_out"]],
-                ["connections in", node.attrs["conns_in"]],
-                ["ports served", node.attrs["ports"]],
-                ["first seen (in view)", node.first],
-                ["last seen (in view)", node.last],
-            ]
-        else:
-            rows += [["connections", "none in view"]]
-        rows += [
-            ["last seen (stored)", float(seen) if seen is not None else None],
-            ["probes", ", ".join(probes_from_reply(probes))],
-        ]
-        sections = [Section("host", rows=rows)]
-        sections.append(
-            Section(
-                f"DNS names (latest {DETAILS_NAMES})" if len(pairs) >= DETAILS_NAMES else "DNS names",
-                rows=[[name, t] for t, name in pairs],
-            )
-        )
-        peers = sorted(state.edges.values(), key=lambda e: (-e.bytes, e.src, e.dst))
-        shown = [
-            [
-                e.dst if e.src == ip else e.src,
-                "out" if e.src == ip else "in",
-                e.conns,
-                e.bytes,
-                _main_service(e.services),
-            ]
-            for e in peers[:DETAILS_PEERS]
-        ]
-        title = f"peers (busiest {DETAILS_PEERS} of {len(peers)})" if len(peers) > DETAILS_PEERS else "peers"
-        sections.append(Section(title, rows=[["peer", "direction", "conns", "bytes", "service"], *shown]))
-        label = state.label(ip)
-        return Details(ip, f"{label} ({ip})" if label != ip else ip, "node", sections)
-
-    async def _edge_details(self, eid: str, src: str, dst: str, t0: float, t1: float) -> Details | None:
-        conns = [c for c in await self._fetch(await self._active(t0, t1), src, dst) if c.orig == src and c.resp == dst]
-        if not conns:
-            return None
-        conns.sort(key=lambda c: (-c.start, c.uid))
-        shown = conns[:DETAILS_CONNS]
-        state = GraphState(self.classifier)
-        for c in conns:
-            state.put(c)
-        edge = state.edge(eid)
-        replies = await self._pipeline(
-            [
-                cmd
-                for c in shown
-                for cmd in (
-                    conn_command(c.uid),
-                    conn_probes_command(c.uid, c.start),
-                    ("HGETALL", f"{PREFIX}uid:{c.uid}"),
-                )
-            ]
-        )
-        linked = [_records(replies[3 * k + 2]) for k in range(len(shown))]
-        certs = sorted(
-            {cert for records in linked for path, rec in records if path == "ssl" for cert in _cert_ids(rec)}
-        )
-        cert_replies = await self._pipeline([("HGETALL", f"{PREFIX}cert:{cert}") for cert in certs])
-        cert_records = dict(zip(certs, map(_records, cert_replies), strict=True))
-        out = [
-            Section(
-                "connections",
-                rows=[
-                    ["connections in view", len(conns)],
-                    ["shown", f"the latest {len(shown)}"],
-                    ["bytes", edge.attrs["bytes"]],
-                    ["services", edge.attrs["services"]],
-                    ["ports", edge.attrs["ports"]],
-                    ["proto", edge.attrs["proto"]],
-                    ["first", edge.first],
-                    ["last", edge.last],
-                ],
-            )
-        ]
-        for k, c in enumerate(shown):
-            raw, probes = replies[3 * k], replies[3 * k + 1]
-            record = unpack_record(raw) if isinstance(raw, bytes) else {}
-            out.append(
-                Section(
-                    f"conn {c.uid} (probes {', '.join(probes_from_reply(probes)) or '-'})",
-                    "record",
-                    record=record,
-                    t=c.start,
-                )
-            )
-            rest = []
-            for path, rec in linked[k]:
-                rest.append(Section(f"{path} {c.uid}", "record", record=rec, t=_ts(rec)))
-                if path == "ssl":
-                    rest += [
-                        Section(f"{cert_path} {c.uid} {cert}", "record", record=cert_rec, t=_ts(cert_rec))
-                        for cert in _cert_ids(rec)
-                        for cert_path, cert_rec in cert_records.get(cert, ())
-                    ]
-            rest.sort(key=lambda s: math.inf if s.t is None else s.t)  # stable: an x509 stays after its ssl on ties
-            out += rest
-        more = f" (latest {DETAILS_CONNS} shown)" if len(conns) > DETAILS_CONNS else ""
-        return Details(eid, f"{src} → {dst}: {len(conns)} connections{more}", "edge", out)
+        return await element_details(self, element_id, t0, t1)
 
     # -- timeline ------------------------------------------------------------------------------------------------
     async def histogram(self, t0: float, t1: float, bins: int) -> list[dict[str, float]]:
@@ -871,35 +374,3 @@ class NetZeekView(ModuleView):
             out[i]["bytes"] += int(nbytes or 0)
         return out
 
-
-def _ts(rec: Mapping[str, Any]) -> float | None:
-    t = rec.get("ts")
-    return float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) else None
-
-
-def _records(reply: Any) -> list[tuple[str, dict[str, Any]]]:
-    """(path, record) of a ``uid:{uid}`` / ``cert:{id}`` HGETALL reply (probe membership fields left out)."""
-    if not isinstance(reply, list):
-        return []
-    out = []
-    for i in range(0, len(reply) - 1, 2):
-        field = _decode(reply[i])
-        if "@" in field:
-            continue
-        try:
-            rec = unpack_record(reply[i + 1])
-        except ValueError:
-            continue
-        if isinstance(rec, dict):
-            out.append((field.split(":", 1)[0], rec))
-    out.sort(key=lambda pr: (_ts(pr[1]) or 0.0, pr[0]))
-    return out
-
-
-def _cert_ids(ssl: Mapping[str, Any]) -> list[str]:
-    """The x509 records an ssl record links to: ``cert_chain_fps`` (Zeek 5+) or ``cert_chain_fuids``."""
-    for field in ("cert_chain_fps", "cert_chain_fuids"):
-        ids = ssl.get(field)
-        if isinstance(ids, list) and ids:
-            return [i for i in ids if isinstance(i, str) and i]
-    return []

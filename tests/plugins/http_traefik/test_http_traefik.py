@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import redis
-from test_proc_helpers import keyspace_events
+from helpers import keyspace_events
 from viz_store import run
 from wiredraw.core.graph import Change, Graph
 from wiredraw.core.module import IngestCounts, Source, load_module_spec, validate_message
@@ -207,7 +207,7 @@ def test_two_proxies_side_by_side(ingest, viz):
 
 def live_write(viz: HttpTraefikView, client: redis.Redis, ingest: Ingester, graph: Graph, msgs: list[dict[str, Any]],
                probe: str = "edge1") -> Change:
-    seen = keyspace_events(client, lambda: ingest(msgs, probe), pattern="wd:http_traefik:*")
+    seen = keyspace_events(client, lambda: ingest(msgs, probe), "wd:http_traefik:*")
     watched = [(k, e) for k, e in seen if k.startswith("wd:http_traefik:req:") and e == "hset"]
     change: Change = run(viz.on_events(watched, graph))
     graph.apply(change)

@@ -16,7 +16,7 @@ from typing import Any
 
 import msgpack
 import pytest
-import wiredraw.plugins.net_zeek.source as source_mod
+import wiredraw.plugins.net_zeek.replay as source_mod
 from wiredraw.plugins.net_zeek.module import NetZeekModule
 from wiredraw.plugins.net_zeek.parser import read_log
 from wiredraw.plugins.net_zeek.source import (
