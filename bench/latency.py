@@ -37,6 +37,9 @@ cost), for 12 instants across the day, each asked 3 times: `graph` with `at` T, 
 p50**.
 
 The last line is the same data as one JSON object. This is a benchmark: it asserts nothing; run it a few times.
+
+Why one file of ~700 lines: a benchmark is run as one script from a clean checkout (`python3 bench/latency.py`),
+its two parts share the probe, the servers and the report, and what it measures is best read in one place.
 """
 
 from __future__ import annotations

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from wiredraw.core.hookspecs import hookimpl
-from wiredraw.core.module import IngestContext, Module, WriteBatch, builtin_spec_path
+from wiredraw.core.module import Body, IngestContext, KeySchema, Module, ModuleSpec, WriteBatch
 
 TICK_TTL = 86400
 
@@ -58,22 +59,14 @@ class CounterSource:
         pass
 
 
-class DevTestModule(Module):
-    spec_path = builtin_spec_path("devtest")
+class DevTestSchema(KeySchema):
+    """The write path: a set per tick (the probes that sent it) and a sorted set of each probe's ticks."""
 
-    def add_probe_options(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--count", type=int, default=0, help="ticks to send, then stop (0: forever)")
-        parser.add_argument("--rate", type=float, default=0.0, help="ticks per second (0: as fast as possible)")
-        parser.add_argument("--text", default="", help="free text carried in every tick")
-
-    def make_source(self, options: argparse.Namespace) -> CounterSource:
-        return CounterSource(count=options.count, rate=options.rate, text=options.text)
-
-    def ingest(self, ctx: IngestContext, messages: Iterable[dict[str, Any]], batch: WriteBatch) -> int:
+    def write(self, ctx: IngestContext, body: Body, batch: WriteBatch) -> None:
         taken = 0
         probe_key = f"wd:devtest:ticks:{ctx.probe_id}"
         zargs: list[Any] = []
-        for msg in messages:
+        for msg in body.messages():
             key = f"wd:devtest:tick:{msg['n']}"
             batch.add("SADD", key, ctx.probe_id)
             batch.add("EXPIRE", key, TICK_TTL)
@@ -82,7 +75,23 @@ class DevTestModule(Module):
         if zargs:
             batch.add("ZADD", probe_key, *zargs)
             batch.add("EXPIRE", probe_key, TICK_TTL)
-        return taken
+        batch.counts.written += taken
+
+
+class DevTestModule(Module):
+    spec_path = Path(__file__).with_name("devtest.toml")
+
+    def __init__(self, spec: ModuleSpec | None = None) -> None:
+        super().__init__(spec)
+        self.schema: DevTestSchema = DevTestSchema()
+
+    def add_probe_options(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--count", type=int, default=0, help="ticks to send, then stop (0: forever)")
+        parser.add_argument("--rate", type=float, default=0.0, help="ticks per second (0: as fast as possible)")
+        parser.add_argument("--text", default="", help="free text carried in every tick")
+
+    def make_source(self, options: argparse.Namespace) -> CounterSource:
+        return CounterSource(count=options.count, rate=options.rate, text=options.text)
 
 
 @hookimpl

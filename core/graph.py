@@ -1,4 +1,4 @@
-"""The generic graph vocabulary (DESIGN.md §5) and the module-side viz interface.
+"""The generic graph vocabulary (DESIGN.md §5) and the module-side view interface.
 
 Every module's view translation speaks this vocabulary; the core never knows what a node *is*. On the wire
 (spec/viewer.md) each element is a plain msgpack/JSON map: :meth:`Node.to_wire` / :meth:`Edge.to_wire` and back.

@@ -12,10 +12,12 @@ import hashlib
 import math
 import re
 import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Protocol, runtime_checkable
+
+from wiredraw.core import wire
 
 if TYPE_CHECKING:
     from wiredraw.core.graph import ModuleView
@@ -119,7 +121,7 @@ def _expect(cond: bool, where: str, what: str, got: object) -> None:
 
 
 def load_module_spec(path: Path | str) -> ModuleSpec:
-    """Load and check a module declaration (``spec/modules/<slug>.toml``)."""
+    """Load and check a module declaration (``<slug>.toml`` in the module's package)."""
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -164,13 +166,6 @@ def load_module_spec(path: Path | str) -> ModuleSpec:
                       str(path), bin_as_str)
 
 
-def builtin_spec_path(slug: str) -> Path:
-    """The declaration of a built-in module, shipped in ``wiredraw.spec``."""
-    from importlib.resources import files
-
-    return Path(str(files("wiredraw.spec") / "modules" / f"{slug}.toml"))
-
-
 # ----------------------------------------------------------------------------------------------
 # What a module plugin registers
 
@@ -196,11 +191,11 @@ class WriteBatch:
             self.reply_handlers.append((len(self.commands), on_reply))
         self.commands.append(command)
 
-    def script(self, sha: str, *args: Any, on_reply: Callable[[Any], IngestCounts] | None = None) -> None:
-        """Run one of the module's Lua scripts (by its SHA-1, see :meth:`Module.script_sha`), no KEYS."""
+    def script(self, script: Script, *args: Any, on_reply: Callable[[Any], IngestCounts] | None = None) -> None:
+        """Run one of the module's Lua scripts (EVALSHA by its :attr:`Script.sha`), no KEYS."""
         if on_reply is not None:
             self.reply_handlers.append((len(self.commands), on_reply))
-        self.commands.append(("EVALSHA", sha, 0, *args))
+        self.commands.append(("EVALSHA", script.sha, 0, *args))
 
 
 def count_new(reply: Any) -> IngestCounts:
@@ -233,6 +228,91 @@ class IngestContext:
     received_at: float
 
 
+class Body:
+    """One frame's body as the server received it, handed to a module's write path (:meth:`Module.write`).
+
+    :attr:`packed` is the msgpack array of messages as the probe sent it: a module that applies bodies in Redis Lua
+    hands it on unchanged (and counts from the script's reply). :meth:`messages` is the core's reading of it, for a
+    module that writes records from Python. Either way the write path is the same hook.
+    """
+
+    def __init__(self, packed: bytes, spec: MessageSpec, limits: wire.Limits = wire.DEFAULT_LIMITS) -> None:
+        self.packed, self.spec, self.limits = packed, spec, limits
+        #: What decoding and validation found (records, rejected by reason); the core adds it to the batch's counts.
+        self.counts = IngestCounts()
+        self._messages: list[dict[str, Any]] | None = None
+
+    def messages(self) -> list[dict[str, Any]]:
+        """The body's messages that hold to their declaration (types, required fields), decoded once under the
+        server's limits; the others are counted rejected, by reason. Raises WireError (``bad_body``) for a body that
+        does not decode: the core refuses the frame."""
+        if self._messages is None:
+            decoded = wire.decode_body(self.packed, self.limits)
+            good: list[dict[str, Any]] = []
+            rejected = self.counts.rejected
+            for message in decoded:
+                why = validate_message(self.spec, message)
+                if why is None:
+                    good.append(message)
+                else:
+                    rejected[why] = rejected.get(why, 0) + 1
+            self.counts.records += len(decoded)
+            self._messages = good
+        return self._messages
+
+
+def script_sha(source: str) -> str:
+    """The SHA-1 Redis knows a Lua script by (EVALSHA); computed here, so no round trip is needed."""
+    return hashlib.sha1(source.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Script:
+    """A Lua script a module's write path runs in Redis: the server loads ``source`` on every connection to Redis
+    (a restarted Redis has forgotten it), and :meth:`WriteBatch.script` runs it by :attr:`sha`."""
+
+    name: str
+    source: str
+    sha: str = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sha", script_sha(self.source))
+
+    @classmethod
+    def from_package(cls, package: str, filename: str) -> Script:
+        """The script in file ``filename`` of ``package`` (e.g. ``ingest.lua``), named by its stem."""
+        from importlib.resources import files
+
+        return cls(filename.rsplit(".", 1)[0], (files(package) / filename).read_text(encoding="utf-8"))
+
+
+class KeySchema:
+    """A module's key schema on the server side: its write path, a part the module object holds
+    (:attr:`Module.schema`). Built with the retention its history keeps; ``wiredraw server --retention-days``
+    replaces :attr:`retention` before the server starts."""
+
+    #: The Lua scripts :meth:`write` runs (the server loads them on every connection to Redis).
+    scripts: ClassVar[tuple[Script, ...]] = ()
+    #: Seconds the history keys are kept (their TTL, renewed by each write); None: the schema keeps no history.
+    retention: int | None = None
+
+    def write(self, ctx: IngestContext, body: Body, batch: WriteBatch) -> None:
+        """Turn one frame's body into Redis commands on ``batch`` (see :meth:`Module.write`)."""
+        raise NotImplementedError(f"{type(self).__name__} does not write yet")
+
+
+class Collector:
+    """A module's uploads, a part the module object holds (:attr:`Module.collector`): ``POST /<prefix>/<name>`` on
+    the server's HTTP port is handed to :meth:`collect` (the collector token, size limit and counting are the
+    core's), and the messages it returns go through the module's write path like a probe's frames."""
+
+    prefix: str = ""
+
+    def collect(self, name: str, body: BinaryIO) -> Collected:
+        """Parse an uploaded body into (message type, message) pairs and the lines that could not be used."""
+        raise NotImplementedError(f"{type(self).__name__} takes no uploads")
+
+
 @runtime_checkable
 class Source(Protocol):
     """What a probe runs to produce a module's messages. Polled by the runner, never blocking."""
@@ -257,9 +337,19 @@ class Source(Protocol):
 
 
 class Module:
-    """Base class for a module plugin object. Subclasses set ``spec_path`` (or ``spec``) and override."""
+    """Base class for a module plugin object. Subclasses set ``spec_path`` (or ``spec``), build their parts in
+    ``__init__`` and override the factories they need.
+
+    The parts are objects of their own, held rather than inherited: :attr:`schema` (the key schema's write path)
+    and :attr:`collector` (uploads on the server's HTTP port). The probe options, source, demo and view are
+    factories on the module itself.
+    """
 
     spec_path: ClassVar[Path | str | None] = None
+    #: The server-side write path (the module's key schema); None: the module writes nothing, or overrides write.
+    schema: KeySchema | None = None
+    #: Uploads on the server's HTTP port (``POST /<prefix>/<name>``); None: no route.
+    collector: Collector | None = None
 
     def __init__(self, spec: ModuleSpec | None = None) -> None:
         if spec is None:
@@ -275,31 +365,27 @@ class Module:
     def make_source(self, options: argparse.Namespace) -> Source:
         raise NotImplementedError(f"module {self.spec.slug!r} has no probe source yet")
 
+    def open_paths(self, request: OpenRequest) -> Opened | None:
+        """``wiredraw open PATH…``: the source for these paths if they are this module's input (a live directory to
+        follow, recorded files to replay), else None so another module may claim them. A ValueError says what
+        cannot work (e.g. a missing path); it is shown to the user as it is."""
+        return None
+
     # -- server side -----------------------------------------------------------------------
-    #: Lua scripts the module runs in Redis, by name (loaded on every connection to Redis).
-    scripts: ClassVar[dict[str, str]] = {}
+    def write(self, ctx: IngestContext, body: Body, batch: WriteBatch) -> None:
+        """The write path, once per frame (or upload batch): turn ``body`` into Redis commands on ``batch``, which
+        the core sends in one transaction with the probe's replay window. Read ``body.packed`` to hand the body on
+        whole (e.g. to a Lua script, counting from its reply with ``on_reply``), or ``body.messages()`` for the
+        validated messages (the core counts records and rejects). Count what is known before the write on
+        ``batch.counts``, what a reply tells with ``on_reply``. The default is the module's :attr:`schema`."""
+        if self.schema is None:
+            raise NotImplementedError(f"module {self.spec.slug!r} does not write yet")
+        self.schema.write(ctx, body, batch)
 
-    @classmethod
-    def script_sha(cls, name: str) -> str:
-        """The SHA-1 Redis knows a script by (EVALSHA); computed here, so no round trip is needed."""
-        return hashlib.sha1(cls.scripts[name].encode()).hexdigest()
-
-    def ingest_body(self, ctx: IngestContext, body: bytes, batch: WriteBatch) -> bool:
-        """Take a frame's body still packed (e.g. hand it whole to a Lua script) and return True; or
-        return False to have the core decode and validate it and call :meth:`ingest` instead."""
-        return False
-
-    def ingest(self, ctx: IngestContext, messages: Iterable[dict[str, Any]], batch: WriteBatch) -> int:
-        """Turn validated messages into Redis commands on ``batch``; return how many records were taken."""
-        raise NotImplementedError(f"module {self.spec.slug!r} does not ingest yet")
-
-    #: ``POST /<http_prefix>/<name>`` on the server's HTTP port feeds :meth:`collect` (None: no route).
-    http_prefix: ClassVar[str | None] = None
-
-    def collect(self, name: str, body: BinaryIO) -> Collected:
-        """Parse an uploaded body (server side, from a collector) into (message type, message) pairs."""
-        raise NotImplementedError(f"module {self.spec.slug!r} takes no uploads")
-
+    @property
+    def scripts(self) -> tuple[Script, ...]:
+        """The Lua scripts the write path runs (the server loads them on every connection to Redis)."""
+        return self.schema.scripts if self.schema is not None else ()
 
     # -- demo ------------------------------------------------------------------------------
     def make_demo(self, workdir: Path) -> Demo | None:
@@ -307,7 +393,7 @@ class Module:
         None: the module has no demo."""
         return None
 
-    # -- viz side --------------------------------------------------------------------------
+    # -- view side -------------------------------------------------------------------------
     def make_view(self, store: Any, options: Mapping[str, Any]) -> ModuleView | None:
         """The module's view translation for one server (see :class:`wiredraw.core.graph.ModuleView`); ``options``
         is the module's table from the server's ``--viz-config`` file. None: the module has no view."""
@@ -323,6 +409,25 @@ class Demo:
     source: Source
     interval: float = 0.5
     describe: str = ""
+
+
+@dataclass(frozen=True)
+class OpenRequest:
+    """What ``wiredraw open`` asks a module to open (:meth:`Module.open_paths`)."""
+
+    paths: tuple[Path, ...]
+    live: bool = False  # --live: follow the one directory given, whatever it looks like
+    since: float | None = None  # --since: a live directory's archives from this time on (epoch seconds)
+    speed: float | None = None  # recorded input at this many times event time; None: as fast as it is taken
+
+
+@dataclass
+class Opened:
+    """What a module opened for ``wiredraw open``: its probe source and one line saying what it reads."""
+
+    source: Source
+    describe: str
+    live: bool = False  # a source that never finishes (followed as written)
 
 
 @dataclass

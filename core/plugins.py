@@ -13,6 +13,7 @@ as third-party plugins (pytest). One broken plugin is reported by name and skipp
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -23,7 +24,7 @@ from typing import Any
 
 import pluggy
 from wiredraw.core import hookspecs
-from wiredraw.core.module import SLUG_RE, Module, ModuleSpec
+from wiredraw.core.module import SLUG_RE, Collector, KeySchema, Module, ModuleSpec
 
 ENTRY_POINT_GROUP = "wiredraw.modules"
 
@@ -141,6 +142,14 @@ def validate_module(obj: Any, plugin: str, registry: Registry) -> Module:
     spec = getattr(obj, "spec", None)
     if not isinstance(spec, ModuleSpec):
         raise PluginError(f"plugin {plugin!r}: module.spec expected a ModuleSpec, got {spec!r}")
+    if obj.schema is not None and not isinstance(obj.schema, KeySchema):
+        raise PluginError(f"plugin {plugin!r}: module.schema expected a wiredraw.core.module.KeySchema or None, "
+                          f"got {obj.schema!r}")
+    collector = obj.collector
+    if collector is not None and not (isinstance(collector, Collector) and isinstance(collector.prefix, str)
+                                      and re.fullmatch(r"[a-z0-9_\-]{1,64}", collector.prefix)):
+        raise PluginError(f"plugin {plugin!r}: module.collector expected a wiredraw.core.module.Collector with a "
+                          f"prefix of [a-z0-9_-]{{1,64}}, or None, got {collector!r}")
     block = registry.block_of(spec.id)
     if spec.id == 0 or block is None:
         raise PluginError(f"plugin {plugin!r}: module id expected in 1..65535 outside the reserved block, "

@@ -1,5 +1,5 @@
-"""A blocking viz-protocol client (spec/viewer.md): what `wiredraw watch` and `wiredraw query` use, and the reference
-for other clients. One socket; replies to requests are matched by id, other messages are queued in order.
+"""A blocking viewer-protocol client (spec/viewer.md): what `wiredraw watch` and `wiredraw query` use, and the
+reference for other clients. One socket; replies to requests are matched by id, other messages are queued in order.
 """
 
 from __future__ import annotations

@@ -8,6 +8,18 @@ How each is done lives in ``wiredraw.probes.transport``; the runner holds one an
 
 The runner reports through ``twisted.logger`` (events with named fields, ``probe_id`` in each);
 ``ProbeLineObserver`` prints them as the lines a person reads, ``wiredraw probe <id>: ...``.
+
+A probe never hangs silently. It stops by itself (:attr:`ProbeRunner.done` fires with 0) once a finite source
+is ``finished()`` and nothing is left in flight, even when there was nothing to send at all. While it waits —
+for the server to accept the connection, for acknowledgements of its spool (the transport's ``waiting()``),
+for the files it follows to appear (the source's optional ``waiting()``) — it says what it waits for every
+``wait_report`` seconds (a warning, so ``--quiet``, which drops progress lines, keeps them); after ``give_up``
+seconds of one wait it stops with :data:`EXIT_GAVE_UP` and an error naming what it waited for and what is
+left unsent (the spool is kept for the next run). A tick that raises stops it with 1 and the error.
+
+A source's ``restore`` raising ValueError means the saved token is not for this source (a replay of another
+set of files): the runner says so with the error's words, ``...: starting fresh``, and starts from the
+beginning.
 """
 
 from __future__ import annotations
@@ -23,6 +35,7 @@ from typing import IO, Any
 
 from twisted.internet import defer, task
 from twisted.logger import ILogObserver, Logger, LogLevel, formatEvent
+from twisted.python.failure import Failure
 from wiredraw.core import wire
 from wiredraw.core.batching import Batcher
 from wiredraw.core.module import Module, Source
@@ -36,11 +49,19 @@ from wiredraw.probes.transport import (
 )
 from zope.interface import implementer
 
-__all__ = ["POLL_BATCHES", "ClientState", "ProbeClientProtocol", "ProbeLineObserver", "ProbeOptions", "ProbeRunner",
-           "is_loopback"]
+__all__ = ["EXIT_GAVE_UP", "POLL_BATCHES", "ClientState", "ProbeClientProtocol",
+           "ProbeLineObserver", "ProbeOptions", "ProbeRunner", "is_finite", "is_loopback"]
 
 # Records read per tick: batch_records * POLL_BATCHES. Short ticks let acks and sends interleave with parsing.
 POLL_BATCHES = 2
+WAIT_CHECK = 0.5  # seconds between looks at whether the probe waits (and for how long)
+WAIT_FIRST = 2.0  # a wait this long is said (shorter ones are the ordinary pauses of a connection)
+EXIT_GAVE_UP = 3  # the exit status of a probe that gave up waiting
+
+
+def is_finite(source: Source) -> bool:
+    """Whether ``source`` ends by itself (a replay): it reports ``progress()``, as the progress bar expects."""
+    return callable(getattr(source, "progress", None))
 
 
 @dataclass
@@ -58,6 +79,8 @@ class ProbeOptions:
     max_in_flight: int = 256
     progress_interval: float = 2.0
     fsync: bool = True
+    wait_report: float = 5.0  # seconds between the lines saying what the probe waits for
+    give_up: float = 0.0  # stop (EXIT_GAVE_UP) after waiting this long for one thing; 0: wait for ever
 
 
 @implementer(ILogObserver)
@@ -92,6 +115,7 @@ class ProbeRunner:
         self.state_file = opts.state_dir / "probe-state.json"
         self.spool = Spool(opts.state_dir / "spool", opts.spool_max_bytes, fsync=opts.fsync)
         self.done: defer.Deferred[int] = defer.Deferred()
+        self._stopping = False
         self.counts = {"records_read": 0, "records_sent": 0, "records_acked": 0, "records_rejected": 0,
                        "frames_sent": 0, "frames_rejected": 0}
         self._last_note = ""
@@ -100,6 +124,11 @@ class ProbeRunner:
         self.loop.clock = reactor
         self.progress = task.LoopingCall(self.report)
         self.progress.clock = reactor
+        self.watcher = task.LoopingCall(self.watch)
+        self.watcher.clock = reactor
+        self._wait_since: float | None = None  # when the current wait began
+        self._wait_said: float | None = None  # when it was last said (None: not yet)
+        self.resumed = False  # a saved resume token was restored
         self._started = clock()
         self._restore()
 
@@ -125,7 +154,13 @@ class ProbeRunner:
         # increasing even when the state file is lost (spec/wire.md).
         self.next_seq = max(int(saved.get("next_seq", 1)), last + 1, int(self.clock() * 1_000_000))
         if source_state is not None:
-            self.source.restore(source_state)
+            try:
+                self.source.restore(source_state)
+                self.resumed = True
+                self._emit(LogLevel.info, "resuming where the last run stopped (state in {state_dir})",
+                           state_dir=str(self.opts.state_dir))
+            except ValueError as exc:  # a token for another source (Source.restore's contract, module doc)
+                self._emit(LogLevel.warn, "{reason}: starting fresh", reason=str(exc))
 
     def _save_state(self) -> None:
         tmp = self.state_file.with_suffix(".tmp")
@@ -163,10 +198,63 @@ class ProbeRunner:
     def start(self) -> defer.Deferred[int]:
         o = self.opts
         self.transport.start()
-        self.loop.start(o.poll_interval)
+        self.loop.start(o.poll_interval).addErrback(self._crashed)
+        if self.done.called:  # the first tick found nothing to send and stopped: start nothing more
+            return self.done
         if o.progress_interval > 0:
-            self.progress.start(o.progress_interval, now=False)
+            self.progress.start(o.progress_interval, now=False).addErrback(self._crashed)
+        self.watcher.start(WAIT_CHECK, now=True).addErrback(self._crashed)  # a wait counts from the start
         return self.done
+
+    def _crashed(self, failure: Failure) -> None:
+        """A tick (or report) raised: say so and stop, rather than sit in the reactor doing nothing."""
+        kind = failure.type.__name__ if isinstance(failure.type, type) else str(failure.type)
+        self._emit(LogLevel.error, "stopped by an error: {error}", error=f"{kind}: {failure.getErrorMessage()}",
+                   log_failure=failure)
+        self.stop(1)
+
+    # -- waiting --------------------------------------------------------------------------------
+    def waiting_for(self) -> tuple[str, bool] | None:
+        """What the probe waits for now, in words, and whether it is the server (the transport's account comes
+        first, then the source's); None when it waits for nothing."""
+        what = self.transport.waiting()
+        if what is not None:
+            return what, True
+        source_waiting = getattr(self.source, "waiting", None)  # optional: e.g. files not there yet
+        what = source_waiting() if callable(source_waiting) else None
+        return (what, False) if what is not None else None
+
+    def watch(self) -> None:
+        """Every WAIT_CHECK: say what the probe waits for (every ``wait_report`` s), give up after ``give_up``."""
+        o = self.opts
+        waiting = self.waiting_for()
+        now = self.clock()
+        if waiting is None:
+            if self._wait_said is not None and self._wait_since is not None:
+                self._emit(LogLevel.warn, "no longer waiting (after {seconds:.0f} s)", seconds=now - self._wait_since)
+            self._wait_since = self._wait_said = None
+            return
+        what, on_server = waiting
+        if self._wait_since is None:
+            self._wait_since = now
+        waited = now - self._wait_since
+        if o.give_up > 0 and waited >= o.give_up:
+            self._emit(LogLevel.error, "gave up after {seconds:.0f} s waiting for {what}: {unsent}",
+                       seconds=waited, what=what, unsent=self.transport.unsent())
+            self.stop(EXIT_GAVE_UP)
+            return
+        due = self._wait_said is None or now - self._wait_said >= o.wait_report
+        if waited >= min(WAIT_FIRST, o.wait_report) and due:
+            self._wait_said = now
+            fmt = "waiting for {what}"
+            # what is held for the server, when the wait is the server's or something is held
+            left = self.transport.left() if on_server or self.transport.in_flight() else ""
+            if left:
+                fmt += ", {left}"
+            fmt += ": {seconds:.0f} s so far"
+            if o.give_up > 0:
+                fmt += ", giving up in {give_up_in:.0f} s"
+            self._emit(LogLevel.warn, fmt, what=what, seconds=waited, left=left, give_up_in=o.give_up - waited)
 
     def tick(self) -> None:
         o = self.opts
@@ -192,6 +280,10 @@ class ProbeRunner:
             self._save_state()
             self.transport.flush()
         if self.source.finished() and self.transport.in_flight() == 0:
+            if self.resumed and not self.counts["records_read"] and not self.counts["frames_sent"]:
+                self._emit(LogLevel.info, "nothing was left to send: the last run read this source to its end "
+                                          "(remove {state_dir} to send it all again)",
+                           state_dir=str(self.opts.state_dir))
             self.stop()
 
     def kick(self) -> None:
@@ -205,6 +297,8 @@ class ProbeRunner:
             self.tick()
 
     def report(self) -> None:
+        if self._wait_said is not None:
+            return  # the waiting lines say what there is to say
         c = self.counts
         progress = getattr(self.source, "progress", None)
         if callable(progress):  # a finite source (a replay): a bar, with how far and how fast
@@ -243,17 +337,22 @@ class ProbeRunner:
             yield task.deferLater(self.reactor, 0.05, lambda: None)
         return (yield self.stop())
 
-    def stop(self) -> defer.Deferred[int]:
-        if self.done.called:
+    def stop(self, code: int = 0) -> defer.Deferred[int]:
+        """Stop reading and sending (what is spooled stays for the next run); ``done`` fires with ``code``."""
+        if self.done.called or self._stopping:
             return self.done
-        if self.loop.running:
-            self.loop.stop()
+        self._stopping = True
+        for loop in (self.loop, self.progress, self.watcher):
+            if loop.running:
+                loop.stop()
         if self._again is not None and self._again.active():
             self._again.cancel()
-        if self.progress.running:
-            self.progress.stop()
-        self._save_state()
-        self.source.close()
+        try:
+            self._save_state()
+            self.source.close()
+        except Exception as exc:  # stop all the same: done must fire
+            self._emit(LogLevel.error, "could not save the resume state: {error}", error=exc)
+            code = code or 1
         d = self.transport.stop()
-        d.addBoth(lambda _: self.done.callback(0))
+        d.addBoth(lambda _: self.done.callback(code))
         return self.done

@@ -2,7 +2,8 @@
 
 The runner holds one ``ProbeTransport`` and never asks which: it ``start``s it, asks whether it is
 ``ready`` for more, hands it each batch (``send``) and then ``flush``es, waits until nothing is
-``in_flight``, and ``stop``s it. Progress lines take their transport-specific words from it.
+``in_flight``, and ``stop``s it. Progress lines take their transport-specific words from it, and so do
+the lines saying what the probe waits for (``waiting``, ``left``, ``unsent``).
 
 TCP: every batch goes to the on-disk spool first and leaves it only when the server acknowledges it, so
 an outage or a restart loses nothing. UDP: one signed frame per datagram, sent at once; nothing is
@@ -18,9 +19,9 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from twisted.application.internet import ClientService, backoffPolicy
-from twisted.internet import defer
+from twisted.internet import defer, error
 from twisted.internet.endpoints import HostnameEndpoint
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IPushProducer, IStreamClientEndpoint
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from wiredraw.core import wire
 from wiredraw.probes.spool import SpoolEntry
@@ -28,6 +29,9 @@ from zope.interface import implementer
 
 if TYPE_CHECKING:
     from wiredraw.probes.runner import ProbeRunner
+
+# Connected, with batches sent: this long without an acknowledgement and the probe counts as waiting for one.
+ACK_PATIENCE = 1.0
 
 
 def is_loopback(host: str) -> bool:
@@ -77,6 +81,19 @@ class ProbeTransport(ABC):
     def status(self) -> tuple[str, dict[str, Any]]:
         """The progress line of an endless source: a log format and its fields (besides the counts)."""
 
+    def waiting(self) -> str | None:
+        """What the probe waits for on this transport's account, in words (``the server at H:P (connection
+        refused)``), or None when it waits for nothing."""
+        return None
+
+    def left(self) -> str:
+        """What a waiting line adds: what is held for the server (``12 batches (5,830 records) spooled``)."""
+        return ""
+
+    def unsent(self) -> str:
+        """What giving up leaves behind, in words, for the error line."""
+        return "nothing was left unsent"
+
     @abstractmethod
     def stop(self) -> defer.Deferred[Any]:
         """Disconnect; fires when done."""
@@ -108,6 +125,7 @@ class ProbeClientProtocol(Protocol):
         self.sent_upto = 0
         self.in_flight = 0
         self.paused = False
+        self.ended: str | None = None  # why this session ends, when it is this side's or the server's word
 
     def connectionMade(self) -> None:
         # The runner is this connection's producer: while the socket's send buffer is full it neither
@@ -116,6 +134,7 @@ class ProbeClientProtocol(Protocol):
         self.paused = False
         self.transport.registerProducer(self, True)
         self.state = ClientState.AWAIT_CHALLENGE
+        self.link.why = "connected, no answer to the handshake yet"
         self._send(wire.encode_control("hello", wire.PROTOCOL_VERSION, self.runner.opts.probe_id,
                                        self.client_nonce))
 
@@ -134,7 +153,11 @@ class ProbeClientProtocol(Protocol):
         self.paused = True
 
     def connectionLost(self, reason: Any = None) -> None:
+        streaming = self.state is ClientState.STREAMING
         self.state = ClientState.CLOSED
+        if self.link.connection is self or self.link.connection is None:
+            self.link.why = self.ended or ("connection lost" if streaming
+                                           else "the server closed the connection during the handshake")
         if self.link.connection is self:
             self.link.connection = None
 
@@ -144,6 +167,7 @@ class ProbeClientProtocol(Protocol):
                 self._control(*wire.decode_control(payload))
         except wire.WireError as exc:
             self.runner.note("protocol error from server: {error}", error=exc)
+            self.ended = f"protocol error from the server: {exc}"
             self.transport.loseConnection()
 
     def _control(self, kind: str, fields: list[Any]) -> None:
@@ -151,6 +175,7 @@ class ProbeClientProtocol(Protocol):
         if kind == "error":
             reason, text = fields
             r.note("server closed the session: {reason}: {text}", reason=reason, text=text)
+            self.ended = f"the server closed the session: {reason}: {text}"
             self.transport.loseConnection()
         elif self.state is ClientState.AWAIT_CHALLENGE and kind == "challenge":
             server_nonce, proof = fields
@@ -159,28 +184,34 @@ class ProbeClientProtocol(Protocol):
                 r.note("the server could not prove it holds this probe's key (wrong key file, unknown probe "
                        "id, or not the server you think): disconnecting, keeping the spool")
                 self._send(wire.encode_control("error", "server_auth_failed", "server proof did not match"))
+                self.ended = "the server could not prove it holds this probe's key"
                 self.transport.loseConnection()
                 return
             self.state = ClientState.AWAIT_WELCOME
+            self.link.why = "connected, the server has not accepted this probe's key yet"
             self._send(wire.encode_control("auth", wire.probe_proof(r.opts.key, self.client_nonce, server_nonce,
                                                                      r.opts.probe_id)))
         elif self.state is ClientState.AWAIT_WELCOME and kind == "welcome":
             self.state = ClientState.STREAMING
             self.link.connection = self
             self.link.connected_once = True
+            self.link.last_heard = r.clock()
             self.pump()
         elif self.state is ClientState.STREAMING and kind == "ack":
             (seq,) = fields
+            self.link.last_heard = r.clock()
             r.acked(seq)
             self.in_flight = r.spool.count_upto(self.sent_upto)
             self.pump()
         elif self.state is ClientState.STREAMING and kind == "reject":
             seq, reason = fields
+            self.link.last_heard = r.clock()
             r.rejected(seq, reason)
             self.in_flight = r.spool.count_upto(self.sent_upto)
             self.pump()
         else:
             r.note("unexpected {kind!r} from server in state {state}", kind=kind, state=self.state.value)
+            self.ended = f"unexpected {kind!r} from the server"
             self.transport.loseConnection()
 
     def pump(self) -> None:
@@ -188,6 +219,8 @@ class ProbeClientProtocol(Protocol):
         r = self.runner
         if self.state is not ClientState.STREAMING:
             return
+        if self.in_flight == 0:  # nothing was outstanding: the wait for an acknowledgement starts now
+            self.link.last_heard = r.clock()
         for seq in r.spool.seqs_after(self.sent_upto, r.opts.max_in_flight - self.in_flight):
             entry = r.spool.read(seq)
             self._send(r.sign(entry.seq, entry.module_id, entry.msg_type, entry.body))
@@ -209,6 +242,8 @@ class TcpTransport(ProbeTransport):
         self.connection: ProbeClientProtocol | None = None  # the session, once welcomed
         self.connected_once = False
         self.service: ClientService | None = None
+        self.why = "connecting"  # while not connected: what the last attempt came to, in words
+        self.last_heard = 0.0  # when the server last acknowledged (or a wait for an acknowledgement began)
 
     @property
     def max_frame(self) -> int:
@@ -216,7 +251,7 @@ class TcpTransport(ProbeTransport):
 
     def start(self) -> None:
         r = self.runner
-        endpoint = HostnameEndpoint(r.reactor, r.opts.host, r.opts.port, timeout=10)
+        endpoint = _AttemptsEndpoint(HostnameEndpoint(r.reactor, r.opts.host, r.opts.port, timeout=10), self)
         factory = Factory.forProtocol(lambda: ProbeClientProtocol(r))
         self.service = ClientService(endpoint, factory, clock=r.reactor,
                                      retryPolicy=backoffPolicy(initialDelay=0.1, maxDelay=5.0))
@@ -248,10 +283,65 @@ class TcpTransport(ProbeTransport):
                 {"spooled": spool.records, "spooled_batches": len(spool),
                  "link": "connected" if self.connection is not None else "reconnecting"})
 
+    def waiting(self) -> str | None:
+        where = f"the server at {_address(self.runner.opts.host, self.runner.opts.port)}"
+        if self.connection is None:
+            return f"{where} ({self.why})"
+        if len(self.runner.spool) and self.runner.clock() - self.last_heard >= ACK_PATIENCE:
+            return f"{where} to acknowledge what it was sent"
+        return None
+
+    def left(self) -> str:
+        spool = self.runner.spool
+        return f"{_batches(len(spool), spool.records)} spooled" if len(spool) else "nothing spooled"
+
+    def unsent(self) -> str:
+        spool = self.runner.spool
+        if not len(spool):
+            return "nothing was left unsent"
+        return f"{_batches(len(spool), spool.records)} left unsent, kept in the spool ({spool.dir}) for the next run"
+
     def stop(self) -> defer.Deferred[Any]:
         if self.service is None:
             return defer.succeed(None)
         return defer.maybeDeferred(self.service.stopService)
+
+
+def _batches(batches: int, records: int) -> str:
+    return f"{batches:,} batch{'es' if batches != 1 else ''} ({records:,} record{'s' if records != 1 else ''})"
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def describe_connect_error(exc: BaseException) -> str:
+    """A failed connection attempt in the words of a waiting line."""
+    if isinstance(exc, error.ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, error.TimeoutError | error.TCPTimedOutError):
+        return "connection timed out"
+    if isinstance(exc, error.DNSLookupError):
+        return "host name not found"
+    if isinstance(exc, error.NoRouteError):
+        return "no route to host"
+    return str(exc) or type(exc).__name__
+
+
+@implementer(IStreamClientEndpoint)
+class _AttemptsEndpoint:
+    """An endpoint that tells the transport why each connection attempt failed (ClientService retries quietly)."""
+
+    def __init__(self, inner: Any, link: TcpTransport):
+        self.inner, self.link = inner, link
+
+    def connect(self, factory: Any) -> defer.Deferred[Any]:
+        def failed(failure: Any) -> Any:
+            self.link.why = describe_connect_error(failure.value)
+            return failure
+
+        d: defer.Deferred[Any] = self.inner.connect(factory)
+        return d.addErrback(failed)
 
 
 class UDPSender(DatagramProtocol):

@@ -17,7 +17,7 @@ import msgpack
 import redis
 from twisted.internet import defer
 from wiredraw.core.graph import Change, Graph
-from wiredraw.core.module import IngestContext, IngestCounts, WriteBatch
+from wiredraw.core.module import Body, IngestContext, IngestCounts, WriteBatch
 from wiredraw.plugins.net_zeek.module import NetZeekModule
 from wiredraw.plugins.net_zeek.query import FEED_KEY, FEED_LAST_KEY
 from wiredraw.plugins.net_zeek.schema import INGEST_LUA
@@ -64,7 +64,8 @@ class Ingester:
 
     def __call__(self, messages: Sequence[dict[str, Any]], probe: str = "s1") -> IngestCounts:
         batch = WriteBatch(self.module.spec)
-        assert self.module.ingest_body(IngestContext(probe, "log", time.time()), PACK.pack(list(messages)), batch)
+        body = Body(PACK.pack(list(messages)), self.module.spec.messages["log"])
+        self.module.write(IngestContext(probe, "log", time.time()), body, batch)
         (command,) = batch.commands
         return batch.reply_handlers[0][1](self.client.execute_command(*command))
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from wiredraw.core.filter import FilterError, compile_filter
 from wiredraw.viz import messages, palette
-from wiredraw.viz.bindings import HELD, load_keys
+from wiredraw.viz.bindings import HELD, load_bindings
 from wiredraw.viz.panels import DetailsPanel, FilterPanel, LoginPanel, Timeline, ViewerSettings, fmt_time
 
 DRAIN_BUDGET_S = 0.006  # seconds of backend messages handled per frame, at most
@@ -103,7 +103,7 @@ class ViewerApp:
 
         self.base, self.conn, self.options, self.clock = base, conn, options, clock
         self.settings = ViewerSettings()
-        self.keys = load_keys()
+        self.bindings = load_bindings()
         self.scene = GraphScene(base.render, camera=base.cam)
         self.legend = Legend(base.aspect2d, pos=(-base.getAspectRatio() + 0.05, 0.92))
         self.rig = CameraRig(base.camera, base.camLens)
@@ -364,7 +364,7 @@ class ViewerApp:
             "weight_more": lambda: self.set_weight_pull(self.weight_pull + 0.1),
             "toggle_panels": self._toggle_panels,
         }
-        for action, key in self.keys.items():
+        for action, key in self.bindings.items():
             if action in HELD:
                 b.accept(key, self._held.add, [action])
                 b.accept(key + "-repeat", self._held.add, [action])
@@ -446,7 +446,7 @@ class ViewerApp:
     def destroy(self) -> None:
         """Take everything this app added off the ShowBase (tests reuse one ShowBase)."""
         self.base.taskMgr.remove("wiredraw-frame")
-        for key in [*self.keys.values(), "mouse1", "mouse3", "mouse1-up", "mouse3-up", "wheel_up", "wheel_down"]:
+        for key in [*self.bindings.values(), "mouse1", "mouse3", "mouse1-up", "mouse3-up", "wheel_up", "wheel_down"]:
             for suffix in ("", "-repeat", "-up"):
                 self.base.ignore(key + suffix)
         for panel in (self.login.root, self.details.root, self.timeline.root, self.filters.root):

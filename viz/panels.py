@@ -26,16 +26,23 @@ from direct.gui.DirectGui import (  # type: ignore[import-untyped]
 )
 from direct.gui.OnscreenText import OnscreenText  # type: ignore[import-untyped]
 from panda3d.core import (  # type: ignore[import-untyped]
+    CardMaker,
     Geom,
     GeomNode,
     GeomTriangles,
     GeomVertexData,
     GeomVertexFormat,
     GeomVertexWriter,
+    MouseButton,
+    MouseWatcherRegion,
     NodePath,
+    OmniBoundingVolume,
+    PGItem,
+    Point3,
     TextNode,
 )
-from wiredraw.viz.bindings import keys_path
+from wiredraw.viz.bindings import bindings_path
+from wiredraw.viz.details_layout import ELLIPSIS, Box, Cell, Layout, Metrics, details_text, one_line, tile
 from wiredraw.viz.palette import TEXT
 from wiredraw.viz.palette import TEXT_DIM as DIM
 
@@ -66,7 +73,7 @@ class ViewerSettings:
     """Server, token and module remembered between runs (the token in a 0600 file, never in a log)."""
 
     def __init__(self, path: Path | None = None) -> None:
-        self.path = path or keys_path().with_name("viewer.json")  # beside keys.toml
+        self.path = path or bindings_path().with_name("viewer.json")  # beside keys.toml
 
     def load(self) -> dict[str, str]:
         try:
@@ -144,69 +151,262 @@ class LoginPanel:
 # -- details ----------------------------------------------------------------------------------------------------
 
 
+class _FontMeasure:
+    """Text widths from the panel's font; characters it has no glyph for replaced (the default font has no arrows)."""
+
+    REPLACE = {"→": "->", "←": "<-", "↔": "<->", "⇒": "=>"}
+
+    def __init__(self, font: Any = None) -> None:
+        self.node = TextNode("details-measure")
+        if font is not None:
+            self.node.setFont(font)
+        self._glyphs: dict[str, bool] = {}
+
+    def width(self, text: str) -> float:
+        return float(self.node.calcWidth(text))
+
+    def printable(self, text: str) -> str:
+        text = one_line(text)
+        if text.isascii():
+            return text
+        return "".join(ch if ch.isascii() or self._has(ch) else self.REPLACE.get(ch, "?") for ch in text)
+
+    def _has(self, ch: str) -> bool:
+        has = self._glyphs.get(ch)
+        if has is None:
+            has = self._glyphs[ch] = bool(self.node.hasCharacter(ch))
+        return has
+
+
+ACCENT = (0.55, 0.8, 1.0, 1)  # section titles and table headers
+BOX = (0.13, 0.15, 0.2, 0.95)
+BAND = (0.19, 0.22, 0.29, 1)  # every other row of a box, so that a row reads across its columns
+TOOLTIP = (0.02, 0.03, 0.05, 0.97)
+TOOLTIP_CHARS = 1500  # a tooltip shows this much of a value at most; text() has it all
+# what DirectGUI's suppressMouse does: a click or wheel over a cell is the panel's, never the 3D view's
+SUPPRESS = MouseWatcherRegion.SFMouseButton | MouseWatcherRegion.SFMousePosition
+
+
 class DetailsPanel:
-    """A node's or edge's details: the module's sections tiled one after another, scrollable."""
+    """A node's or edge's details: every section the module sends as a box (a table of any number of columns, or a
+    record's fields), the boxes tiled side by side in rows that fill the panel's width, then wrapping, scrollable
+    (scroll bar or mouse wheel); viz/details_layout.py does the geometry. A value too long for its column is cut
+    with an ellipsis: hovering it shows the whole value in a tooltip, a click pins the tooltip (again: unpins).
+    Panda3D 1.10 has no clipboard API, so nothing is copied to the system clipboard; :meth:`text` gives the
+    whole details as text."""
 
-    WIDTH = 0.9
+    WIDTH = 1.4
     HEIGHT = 1.5
-    LINE = 0.045
+    SCROLLBAR = 0.04
+    MARGIN = 0.02  # around the canvas's content
+    TITLE_SCALE = 0.045
 
-    def __init__(self, parent: NodePath, on_close: Callable[[], None] | None = None) -> None:
+    def __init__(self, parent: NodePath, on_close: Callable[[], None] | None = None, *, font: Any = None) -> None:
+        self.font = font
+        self.measure = _FontMeasure(font)
+        probe = TextNode("details-probe")
+        if font is not None:
+            probe.setFont(font)
+        probe.setText("Ag")
+        self.metrics = Metrics(line=float(probe.getLineHeight()), ascent=float(probe.getTop()))
         self.root = DirectScrolledFrame(parent=parent, frameColor=PANEL, frameSize=(0, self.WIDTH, -self.HEIGHT, 0),
-                                        canvasSize=(0, self.WIDTH - 0.05, -self.HEIGHT, 0), scrollBarWidth=0.04,
-                                        verticalScroll_frameColor=BUTTON, horizontalScroll_relief=None)
+                                        canvasSize=(0, self.WIDTH - self.SCROLLBAR, -self.HEIGHT, 0),
+                                        scrollBarWidth=self.SCROLLBAR, verticalScroll_frameColor=BUTTON,
+                                        horizontalScroll_relief=None, state=DGG.NORMAL)  # the wheel scrolls it
         self.canvas = self.root.getCanvas()
+        self.details: dict[str, Any] | None = None
+        self.element_id = ""
         self.title = ""
         self.section_titles: list[str] = []
-        self.lines: list[str] = []
+        self.layout = Layout()
+        self.cells: list[tuple[Cell, NodePath]] = []  # the cut cells (and titles), each with its hover region
+        self.hovered: int | None = None
+        self.pinned: int | None = None
+        self._events: list[str] = []
         self._close = _button(self.root, "x", on_close or self.hide, (self.WIDTH - 0.08, -0.05), scale=0.04)
+        self.tooltip = TextNode("details-tooltip")
+        if font is not None:
+            self.tooltip.setFont(font)
+        self.tooltip.setTextColor(*TEXT)
+        self.tooltip.setCardColor(*TOOLTIP)
+        self.tooltip.setCardAsMargin(0.4, 0.4, 0.3, 0.3)
+        self.tooltip.setWordwrap((self.WIDTH - 0.06) / self.metrics.cell_scale)
+        self.tooltip_np = self.root.attachNewNode(self.tooltip)
+        self.tooltip_np.setScale(self.metrics.cell_scale)
+        self.tooltip_np.setBin("gui-popup", 0)
+        self.tooltip_np.hide()
+        for button, step in ((MouseButton.wheelUp(), -1), (MouseButton.wheelDown(), 1)):
+            self.root.bind(f"press-{button.getName()}-", self.scroll, [step])
         self.root.hide()
 
+    # -- content ---------------------------------------------------------------------------------------------
     def show_details(self, details: dict[str, Any] | None, element_id: str = "") -> None:
-        self.canvas.getChildren().detach()
-        self.section_titles = []
-        self.lines = []
-        self._y = -0.08
-        self._heights: list[float] = []
+        self._clear()
+        self.details, self.element_id = details, element_id
+        m = self.metrics
+        inner = self.WIDTH - self.SCROLLBAR - 2 * self.MARGIN
         if details is None:
             self.title = f"{element_id}: nothing stored for this element in the time shown"
-            self._add(self.title, 0.05, TEXT)
         else:
             self.title = str(details.get("title", element_id))
-            self._add(self.title, 0.05, TEXT)
-            for section in details.get("sections", []):
-                self.section_titles.append(str(section.get("title", "")))
-                self._add(str(section.get("title", "")), 0.045, (0.55, 0.8, 1.0, 1))
-                if section.get("kind") == "record":
-                    rows = list((section.get("record") or {}).items())
-                else:
-                    rows = [tuple(r) for r in section.get("rows", []) if len(r) == 2]
-                for k, v in rows:
-                    self._add(f"{k}: {_short(v)}", 0.036, DIM)
-        height = max(self.HEIGHT, sum(self._heights) + 0.1)
-        self.root["canvasSize"] = (0, self.WIDTH - 0.05, -height, 0)
+        title = self._text(self.canvas, "details-title", self.measure.printable(self.title), self.TITLE_SCALE, TEXT,
+                           wrap=(inner - 0.08) / self.TITLE_SCALE)  # clear of the close button
+        title.setPos(self.MARGIN, 0, -self.MARGIN - m.ascent * self.TITLE_SCALE)
+        top = -self.MARGIN - title.node().getNumRows() * m.line * self.TITLE_SCALE - 0.01
+        self.layout = tile(details or {}, inner, self.measure, m, top)
+        self.section_titles = [b.title.full for b in self.layout.boxes]
+        for box in self.layout.boxes:
+            self._draw_box(box)
+        height = max(self.HEIGHT, -self.layout.bottom + self.MARGIN)
+        self.root["canvasSize"] = (0, self.WIDTH - self.SCROLLBAR, -height, 0)
+        self.root.verticalScroll["value"] = 0
         self.root.show()
 
-    def _add(self, text: str, scale: float, color: tuple[float, ...]) -> None:
-        node = TextNode("details-line")
+    def text(self) -> str:
+        """What is shown, as plain text with every value in full (tab-separated rows)."""
+        return details_text(self.details, self.element_id)
+
+    def _draw_box(self, box: Box) -> None:
+        m = self.metrics
+        np = self.canvas.attachNewNode(f"section-{box.index}")
+        np.setPos(self.MARGIN + box.x, 0, box.y)
+        background = np.attachNewNode("background")
+        _card(background, (0, box.width, -box.height, 0), BOX)
+        first = 1 if box.header else 0
+        for i in range(first + 1, box.rows, 2):
+            _card(background, (m.pad / 2, box.width - m.pad / 2, box.row_top(i + 1, m), box.row_top(i, m)), BAND)
+        if box.header:
+            line = box.row_top(1, m) + m.header_gap / 2
+            _card(background, (m.pad, box.width - m.pad, line - 0.0025, line), ACCENT)
+        background.flattenStrong()  # one Geom per box: the cards never move
+        title = self._text(np, "title", box.title.shown, m.title_scale, ACCENT)
+        title.setPos(m.pad, 0, -m.pad - m.ascent * m.title_scale)
+        if box.title.cut:
+            self._hover_region(np, box.title, (m.pad, box.width - m.pad, -m.pad - m.title_row, -m.pad))
+        if box.empty:
+            self._text(np, "none", "none", m.cell_scale, DIM).setPos(
+                m.pad, 0, box.row_top(first, m) - m.ascent * m.cell_scale)
+        for j, col in enumerate(box.columns):
+            left = m.pad + col.x
+            align, x = (TextNode.ARight, left + col.width) if col.numeric else (TextNode.ALeft, left)
+            if box.header:
+                self._text(np, f"header-{j}", col.cells[0].shown, m.cell_scale, ACCENT, align=align).setPos(
+                    x, 0, box.row_top(0, m) - m.ascent * m.cell_scale)
+            data = col.cells[first:]
+            if data:
+                color = DIM if box.keyed and j == 0 else TEXT
+                self._text(np, f"column-{j}", "\n".join(c.shown for c in data), m.cell_scale, color,
+                           align=align).setPos(x, 0, box.row_top(first, m) - m.ascent * m.cell_scale)
+            for i, c in enumerate(col.cells):
+                if c.cut:
+                    bottom = box.row_top(i, m) - m.row
+                    self._hover_region(np, c, (left, left + col.width, bottom, box.row_top(i, m)))
+
+    def _text(self, parent: NodePath, name: str, text: str, scale: float, color: tuple[float, ...], *,
+              align: int = TextNode.ALeft, wrap: float | None = None) -> NodePath:
+        node = TextNode(name)
+        if self.font is not None:
+            node.setFont(self.font)
         node.setText(text)
-        node.setWordwrap((self.WIDTH - 0.1) / scale)
         node.setTextColor(*color)
-        np = self.canvas.attachNewNode(node)
+        node.setAlign(align)
+        if wrap is not None:
+            node.setWordwrap(wrap)
+        np = parent.attachNewNode(node)
         np.setScale(scale)
-        np.setPos(0.03, 0, self._y)
-        h = (node.getHeight() or 1.0) * scale + scale * 0.4
-        self._y -= h
-        self._heights.append(h)
-        self.lines.append(text)
+        return np
+
+    # -- the full value of a cut cell ------------------------------------------------------------------------
+    def _hover_region(self, parent: NodePath, cell: Cell, frame: tuple[float, float, float, float]) -> None:
+        item = PGItem(f"cell-{len(self.cells)}")
+        item.setFrame(*frame)
+        item.setActive(True)
+        item.setSuppressFlags(SUPPRESS)
+        item.setBounds(OmniBoundingVolume())  # it draws nothing: without bounds the cull pass skips its region
+        k = len(self.cells)
+        self.cells.append((cell, parent.attachNewNode(item)))
+        for event, handler, args in ((item.getEnterEvent(), self.enter, [k]), (item.getExitEvent(), self.leave, [k]),
+                                     (item.getPressEvent(MouseButton.one()), self.pin, [k]),
+                                     (item.getPressEvent(MouseButton.wheelUp()), self.scroll, [-1]),
+                                     (item.getPressEvent(MouseButton.wheelDown()), self.scroll, [1])):
+            self.root.accept(event, handler, args)
+            self._events.append(event)
+
+    def enter(self, k: int, _param: Any = None) -> None:
+        """The mouse is over cut cell ``k``: its tooltip (unless another one is pinned)."""
+        self.hovered = k
+        if self.pinned is None:
+            self._show_tooltip(k)
+
+    def leave(self, k: int, _param: Any = None) -> None:
+        if self.hovered == k:
+            self.hovered = None
+        if self.pinned is None:
+            self.tooltip_np.hide()
+
+    def pin(self, k: int, _param: Any = None) -> None:
+        """A click on cut cell ``k``: its tooltip stays until the next click on it (or on another cut cell)."""
+        if self.pinned == k:
+            self.pinned = None
+            if self.hovered != k:
+                self.tooltip_np.hide()
+            return
+        self.pinned = k
+        self._show_tooltip(k)
+
+    def tooltip_text(self) -> str | None:
+        return None if self.tooltip_np.isHidden() else self.tooltip.getText()
+
+    def _show_tooltip(self, k: int) -> None:
+        cell, region = self.cells[k]
+        full = cell.full if len(cell.full) <= TOOLTIP_CHARS else cell.full[:TOOLTIP_CHARS] + ELLIPSIS
+        self.tooltip.setText("\n".join(self.measure.printable(line) for line in full.split("\n")))
+        left, right, bottom, top = region.node().getFrame()
+        cell_bottom = self.root.getRelativePoint(region, Point3(left, 0, bottom))
+        cell_top = self.root.getRelativePoint(region, Point3(left, 0, top))
+        cl, cr, cb, ct = self.tooltip.getCardActual()
+        s = self.metrics.cell_scale
+        x = min(max(cell_bottom.x, 0.01), self.WIDTH - 0.01 - (cr - cl) * s) - cl * s
+        z = cell_bottom.z - 0.004 - ct * s
+        if z + cb * s < -self.HEIGHT + 0.01:  # no room below the cell: above it
+            z = cell_top.z + 0.004 - cb * s
+        self.tooltip_np.setPos(x, 0, z)
+        self.tooltip_np.show()
+
+    def scroll(self, step: int, _param: Any = None) -> None:
+        """The mouse wheel over the panel: a tenth of the panel's height per step."""
+        bar = self.root.verticalScroll
+        canvas = self.root["canvasSize"]
+        overflow = (canvas[3] - canvas[2]) - self.HEIGHT
+        if overflow <= 0:
+            return
+        value = float(bar["value"]) + step * 0.1 * self.HEIGHT / overflow
+        bar["value"] = min(1.0, max(0.0, value))
+        self.tooltip_np.hide()
+        self.pinned = None
+
+    # -- life ------------------------------------------------------------------------------------------------
+    def _clear(self) -> None:
+        for event in self._events:
+            self.root.ignore(event)
+        self._events.clear()
+        self.cells.clear()
+        self.hovered = self.pinned = None
+        self.tooltip_np.hide()
+        for child in self.canvas.getChildren():
+            child.removeNode()
 
     def hide(self) -> None:
+        self.pinned = None
+        self.tooltip_np.hide()
         self.root.hide()
 
 
-def _short(v: Any, limit: int = 200) -> str:
-    s = v if isinstance(v, str) else json.dumps(v, default=str)
-    return s if len(s) <= limit else s[: limit - 1] + "…"
+def _card(parent: NodePath, frame: tuple[float, float, float, float], color: tuple[float, ...]) -> NodePath:
+    cm = CardMaker("card")
+    cm.setFrame(*frame)
+    cm.setColor(*color)
+    return parent.attachNewNode(cm.generate())
 
 
 # -- timeline ---------------------------------------------------------------------------------------------------

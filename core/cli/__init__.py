@@ -1,7 +1,8 @@
 """The ``wiredraw`` command: ``build_parser`` assembles one parser per command, ``main`` runs it.
 
-The commands live by kind: ``services`` (demo, server, probe), ``viewing`` (viz, watch, query) and
-``admin`` (plugins, new-module, keys, tokens); ``common`` holds what they share.
+The commands live by kind: ``services`` (demo, server, probe), ``open`` (one's own logs on screen), ``viewing``
+(viz, watch, query) and ``admin`` (plugins, new-module, keys, tokens); ``common`` holds what they share, ``local``
+what demo and open run on this machine.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import sys
 
 from wiredraw.core.cli.admin import add_new_module_parser, add_plugins_parser, add_secret_parsers
 from wiredraw.core.cli.common import EPILOG_ENV, default_data_dir, get_modules
+from wiredraw.core.cli.open import add_open_parser
 from wiredraw.core.cli.services import add_demo_parser, add_probe_parser, add_server_parser
 from wiredraw.core.cli.viewing import add_query_parser, add_viz_parser, add_watch_parser
 from wiredraw.core.plugins import ModuleSet, PluginError, load_registry
@@ -31,6 +33,7 @@ def build_parser(modules: ModuleSet) -> argparse.ArgumentParser:
 
     # in this order in `wiredraw --help`
     add_demo_parser(sub)
+    add_open_parser(sub)
     add_server_parser(sub)
     add_probe_parser(sub, modules)
     add_viz_parser(sub)

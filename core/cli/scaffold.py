@@ -2,12 +2,12 @@
 
 The distribution (``wiredraw-<slug with dashes>``) holds package ``wiredraw_<slug>`` with the files every
 built-in module has — the module object and its registration (``module.py``), its probe source (``source.py``), its
-key schema and write path (``keys.py``), its view translation (``viz.py``), its declaration (``<slug>.toml``:
-ID, messages, keys), a README with the fixed sections and a sample viz configuration — plus its message vectors
-(``vectors/<slug>-messages.json``) and tests: the shared conformance suite
-(:class:`wiredraw.testing.ModuleConformance`) and a test of the source. Its ``pyproject.toml`` registers the
-module in the ``wiredraw.modules`` entry point group, so once installed (``pip install -e``) ``wiredraw plugins``
-lists it.
+key schema and write path (``schema.py``), its view translation (``view.py``), its declaration (``<slug>.toml``:
+ID, messages, keys), a README with the fixed sections and a sample view configuration (``viz.sample.toml``, for
+the server's ``--viz-config``) — plus its message vectors (``vectors/<slug>-messages.json``) and tests: the
+shared conformance suite (:class:`wiredraw.testing.ModuleConformance`) and a test of the source. Its
+``pyproject.toml`` registers the module in the ``wiredraw.modules`` entry point group, so once installed
+(``pip install -e``) ``wiredraw plugins`` lists it.
 
 The files come from ``wiredraw/core/cli/templates/module/`` (``*.tmpl``): ``{{slug}}``, ``{{pkg}}``, ``{{dist}}``,
 ``{{Name}}`` and ``{{id}}`` are replaced in their paths and text, nothing else.

@@ -17,6 +17,10 @@ from wiredraw.core.server.credentials import read_key_file
 if TYPE_CHECKING:
     from wiredraw.core.cli.common import Subcommands
 
+# `wiredraw probe --give-up` for a finite source (a replay): a job that ends anyway should not wait for ever on a
+# server that is not there; an endless one (a live follower) waits for ever, saying so.
+REPLAY_GIVE_UP = 300.0
+
 
 def _server_config(args: argparse.Namespace) -> Any:
     from wiredraw.core.server.service import ServerConfig
@@ -44,30 +48,43 @@ def cmd_server(args: argparse.Namespace, modules: ModuleSet) -> int:
 
 def cmd_probe(args: argparse.Namespace, modules: ModuleSet) -> int:
     """Run a module's probe: read its source, sign and send batches to the server. Over TCP, batches wait in an on-disk
-    spool until the server has stored them, so an outage loses nothing.
+    spool until the server has stored them, so an outage loses nothing. A finite source (a replay) ends the probe
+    once all it read is stored, with its summary (exit status 0); a replay of the files of an earlier run resumes
+    where that one stopped, a replay of other files starts fresh. While the probe waits (for the server to accept
+    it or to acknowledge the spool, for files to appear) it says for what every 5 s, even with --quiet; after
+    --give-up seconds of one wait it stops with status 3, keeping the spool for the next run.
     """
 
+    from twisted.internet import defer
     from wiredraw.core.address import parse_server
-    from wiredraw.probes.runner import ProbeOptions, ProbeRunner
+    from wiredraw.probes.runner import ProbeOptions, ProbeRunner, is_finite
 
     loaded = modules.get(args.module)
     assert loaded is not None  # argparse only offers loaded modules
     host, port = parse_server(args.server)
     key = read_key_file(args.key_file)
     state_dir = args.state_dir or (args.data_dir / "probes" / f"{args.probe_id}-{loaded.spec.slug}")
-    opts = ProbeOptions(host=host, port=port, probe_id=args.probe_id, key=key, transport=args.transport,
-                        state_dir=state_dir, batch_records=args.batch, max_datagram=args.max_datagram,
-                        progress_interval=0 if args.quiet else args.progress)
+    if args.give_up is not None and args.give_up < 0:
+        raise ValueError(f"--give-up {args.give_up}: expected seconds >= 0 (0: never give up)")
     try:
         source = loaded.module.make_source(args)
     except NotImplementedError as exc:
         print(f"wiredraw probe: {exc}", file=sys.stderr)
         return 2
+    give_up = args.give_up if args.give_up is not None else (REPLAY_GIVE_UP if is_finite(source) else 0.0)
+    opts = ProbeOptions(host=host, port=port, probe_id=args.probe_id, key=key, transport=args.transport,
+                        state_dir=state_dir, batch_records=args.batch, max_datagram=args.max_datagram,
+                        progress_interval=0 if args.quiet else args.progress, give_up=give_up)
 
     def start(reactor: Any) -> Any:
-        runner = ProbeRunner(reactor, loaded.module, source, opts)
         print(f"wiredraw probe {args.probe_id}: module {loaded.spec.slug} → {host}:{port} over {args.transport}",
               file=sys.stderr, flush=True)
+        try:
+            runner = ProbeRunner(reactor, loaded.module, source, opts)
+        except Exception as exc:  # raised here, it would leave the reactor running with nothing to do
+            print(f"wiredraw probe {args.probe_id}: error: {exc}", file=sys.stderr, flush=True)
+            reactor.stop()
+            return defer.succeed(1)
         reactor.addSystemEventTrigger("before", "shutdown", runner.stop)
 
         def finished(code: int) -> int:
@@ -185,6 +202,12 @@ def add_probe_parser(sub: Subcommands, modules: ModuleSet) -> None:
         mp.add_argument("--max-datagram", type=int, default=None,
                         help="UDP: largest datagram in bytes (default 1200, or 60000 to a loopback server)")
         mp.add_argument("--progress", type=float, default=2.0, help="seconds between progress lines (default 2)")
-        mp.add_argument("--quiet", action="store_true", help="no progress lines")
+        mp.add_argument("--quiet", action="store_true",
+                        help="no progress lines (what the probe waits for, warnings and errors are still said)")
+        mp.add_argument("--give-up", type=float, default=None, metavar="SECONDS",
+                        help="after waiting this long for one thing (the server, its acknowledgements, files to "
+                             "appear), stop with exit status 3, saying what it waited for and what is left in the "
+                             f"spool (kept for the next run). Default: {REPLAY_GIVE_UP:.0f} for a finite source "
+                             "(a replay), never for an endless one (a live --logdir); 0: never")
         loaded.module.add_probe_options(mp)
         mp.set_defaults(func=cmd_probe)

@@ -1,8 +1,8 @@
 """HTTP collector ingest: ``POST /<prefix>/<name>`` with a collector token (the wiredraw seed's design).
 
-A module that declares ``http_prefix`` gets the route (net_zeek: ``/logs/<type>``). The core checks
-the token (401), the size (413, counted while the body arrives, never buffered past the limit), hands
-the body to the module's ``collect``, and writes the messages through the same path as probes' frames.
+A module with a ``collector`` part gets the route ``/<collector.prefix>/<name>`` (net_zeek: ``/logs/<type>``). The
+core checks the token (401), the size (413, counted while the body arrives, never buffered past the limit), hands
+the body to the collector's ``collect``, and writes the messages through the same path as probes' frames.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 from wiredraw.core import wire
 from wiredraw.core.batching import Batcher
-from wiredraw.core.module import IngestCounts
+from wiredraw.core.module import Collector, IngestCounts
 from wiredraw.core.plugins import LoadedModule
 from wiredraw.core.server.credentials import Tokens
 from wiredraw.core.server.ingest import Ingest, Refused
@@ -53,15 +53,16 @@ def _json(request: Any, code: int, body: dict[str, Any]) -> bytes:
 class CollectorResource(Resource):
     """``/<prefix>``: its children are the names (``/logs/conn``)."""
 
-    def __init__(self, loaded: LoadedModule, ingest: Ingest, tokens: Tokens, max_body: int):
+    def __init__(self, loaded: LoadedModule, collector: Collector, ingest: Ingest, tokens: Tokens, max_body: int):
         super().__init__()
-        self.loaded, self.ingest, self.tokens, self.max_body = loaded, ingest, tokens, max_body
+        self.loaded, self.collector, self.ingest, self.tokens = loaded, collector, ingest, tokens
+        self.max_body = max_body
 
     def getChild(self, path: bytes, request: Any) -> Resource:
         return CollectorUpload(self, path.decode("utf-8", "replace"))
 
     def render_GET(self, request: Any) -> bytes:
-        return _json(request, 405, {"error": f"POST a body to /{self.loaded.module.http_prefix}/<name>"})
+        return _json(request, 405, {"error": f"POST a body to /{self.collector.prefix}/<name>"})
 
 
 class CollectorUpload(Resource):
@@ -91,12 +92,12 @@ class CollectorUpload(Resource):
             stats.rejected["collector_too_large"] += 1
             return _json(request, 413, {"error": f"body larger than {p.max_body} bytes; split it"})
         if not self.name or "/" in self.name:
-            return _json(request, 404, {"error": f"POST to /{p.loaded.module.http_prefix}/<name>"})
+            return _json(request, 404, {"error": f"POST to /{p.collector.prefix}/<name>"})
         if not p.ingest.ready:
             return _json(request, 503, {"error": "storage is unavailable; retry later"})
         request.content.seek(0)
         try:
-            collected = p.loaded.module.collect(self.name, request.content)
+            collected = p.collector.collect(self.name, request.content)
         except Exception as exc:  # a module bug answers 500 and is logged; the server goes on
             self.log.failure("module {slug} failed on an upload", slug=p.loaded.spec.slug)
             return _json(request, 500, {"error": f"the module could not read the body: {type(exc).__name__}"})

@@ -13,7 +13,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.logger import Logger
 from wiredraw.core import wire
-from wiredraw.core.module import IngestContext, IngestCounts, WriteBatch, validate_message
+from wiredraw.core.module import Body, IngestContext, IngestCounts, WriteBatch
 from wiredraw.core.plugins import ModuleSet
 
 REPLAY_KEY = "wd:core:replay"  # hash: probe id -> packed replay window
@@ -162,26 +162,18 @@ class Ingest:
         return Outcome(frame.seq, None, False, self.commit(batch).addErrback(failed))
 
     # -- the write path shared by probes and the HTTP collector ----------------------------------
-    def prepare(self, loaded: Any, probe_id: str, msg_type: str, body: bytes) -> WriteBatch:
-        """A module's commands for one packed body. Raises Refused (bad_body, write_error)."""
+    def prepare(self, loaded: Any, probe_id: str, msg_type: str, packed: bytes) -> WriteBatch:
+        """A module's commands for one packed body (its write path, :meth:`Module.write`). Raises Refused (bad_body
+        when the body does not decode, write_error)."""
         slug = loaded.spec.slug
-        mspec = loaded.spec.messages[msg_type]
         ctx = IngestContext(probe_id, msg_type, self.clock.seconds())
         batch = WriteBatch(loaded.spec, msg_type)
+        # The module reads body.packed (e.g. hands it to Lua; counts come back in the reply) or body.messages()
+        # (decoded and validated here, the records and rejects counted on body.counts).
+        body = Body(packed, loaded.spec.messages[msg_type], self.limits)
         try:
-            if loaded.module.ingest_body(ctx, body, batch):
-                return batch  # the module applies the packed body itself (e.g. in Lua); counts come back in its reply
-            messages = wire.decode_body(body, self.limits)
-            good = []
-            counts = batch.counts
-            counts.records = len(messages)
-            for msg in messages:
-                why = validate_message(mspec, msg)
-                if why is None:
-                    good.append(msg)
-                else:
-                    counts.rejected[why] = counts.rejected.get(why, 0) + 1
-            counts.written = loaded.module.ingest(ctx, good, batch)
+            loaded.module.write(ctx, body, batch)
+            batch.counts.add(body.counts)
         except wire.WireError as exc:
             raise Refused(exc.reason) from exc
         except Exception as exc:  # a module bug must not take the server down: count, log, drop

@@ -28,6 +28,7 @@ from twisted.internet import defer
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from wiredraw.core.graph import Change, Edge, Graph, ModuleView, Node, element_attrs
+from wiredraw.core.server.redis_client import NotConnected
 from wiredraw.core.viewer_protocol import HEADER
 
 Matcher = Callable[[Mapping[str, Any]], bool]
@@ -286,6 +287,12 @@ class ModuleFeed:
             return  # the coming full recompute includes them
         try:
             change = yield defer.Deferred.fromCoroutine(self.view.on_events(events, self.graph))
+        except NotConnected as exc:  # Redis is away: the resync after it is back recovers the events
+            self.counters["translate_errors"] += 1
+            self.log.warn("module {slug}: {n} events not translated ({why}); recomputing the graph",
+                          slug=self.slug, n=len(events), why=str(exc))
+            self.clock.callLater(0, self.refresh, "resync")
+            return
         except Exception:
             self.counters["translate_errors"] += 1
             self.log.failure("module {slug}: translating {n} events failed; recomputing the graph",
@@ -368,6 +375,11 @@ class ModuleFeed:
                 if self.window > 0:
                     t0 = span[1] - self.window
             graph = yield defer.Deferred.fromCoroutine(self.view.live_graph(t0))
+        except NotConnected as exc:
+            self.counters["refresh_errors"] += 1
+            self.log.warn("module {slug}: no live graph now ({why}; next try in {s} s)", slug=self.slug,
+                          why=str(exc), s=self.full_every)
+            return
         except Exception:
             self.counters["refresh_errors"] += 1
             self.log.failure("module {slug}: computing the live graph failed (next try in {s} s)",

@@ -52,6 +52,7 @@ class ServerConfig:
     viz_port: int = DEFAULT_VIZ_PORT
     http_port: int = DEFAULT_HTTP_PORT
     ephemeral: bool = False
+    store_dir: Path | None = None  # the embedded redis-server's directory (None: DATA_DIR/redis)
     max_upload: int = DEFAULT_MAX_UPLOAD  # bytes, for HTTP collector uploads
     retention: int | None = None  # seconds of history modules keep (None: each module's default)
     limits: wire.Limits = field(default_factory=lambda: wire.DEFAULT_LIMITS)
@@ -131,7 +132,7 @@ class JSONResource(Resource):
 
 
 class _LateStore:
-    """The Redis client as a module's viz sees it, before the client exists (views are built, and their options
+    """The Redis client as a module's view sees it, before the client exists (views are built, and their options
     checked, before the server starts)."""
 
     def __init__(self, server: WiredrawServer) -> None:
@@ -160,9 +161,10 @@ class ListenersService(Service):
         root.putChild(b"health", JSONResource(health_view))
         tokens = Tokens(config.data_dir)
         for loaded in ingest.modules:
-            prefix = type(loaded.module).http_prefix
-            if prefix:  # e.g. net_zeek's POST /logs/<type>
-                root.putChild(prefix.encode(), CollectorResource(loaded, ingest, tokens, config.max_upload))
+            collector = loaded.module.collector
+            if collector is not None and collector.prefix:  # e.g. net_zeek's POST /logs/<type>
+                root.putChild(collector.prefix.encode(), CollectorResource(loaded, collector, ingest, tokens,
+                                                                           config.max_upload))
         self.site = Site(root, requestFactory=make_site_request_factory(config.max_upload))
         self.site.noisy = False
         self.ports: dict[str, Any] = {}
@@ -192,6 +194,9 @@ class ListenersService(Service):
     def stopService(self) -> defer.Deferred[Any]:
         super().stopService()
         self.stream_factory.drop_all("shutdown", "server is stopping")
+        for session in list(self.viewer_factory.sessions):  # before Redis goes: no request is left half answered
+            if session.transport is not None:
+                session.transport.loseConnection()
         return defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in self.ports.values()])
 
     def address(self, name: str) -> str:
@@ -215,18 +220,19 @@ class WiredrawServer(MultiService):
         self.keys = ProbeSecrets(config.data_dir)
         if config.retention is not None:
             for loaded in modules:
-                if hasattr(loaded.module, "retention"):  # modules that keep history with a TTL
-                    loaded.module.retention = config.retention
+                schema = loaded.module.schema
+                if schema is not None and schema.retention is not None:  # a schema that keeps history with a TTL
+                    schema.retention = config.retention
         self.embedded: Any = None
         if config.redis_url is None:
             from wiredraw.core.server.embedded_redis import EmbeddedRedis, EmbeddedRedisService
 
-            self.embedded = EmbeddedRedis(config.data_dir / "redis", ephemeral=config.ephemeral)
+            self.embedded = EmbeddedRedis(config.store_dir or config.data_dir / "redis", ephemeral=config.ephemeral)
             embedded_service = EmbeddedRedisService(self.embedded, reactor)
             embedded_service.setServiceParent(self)
             self.stats.gauges["redis_restarts"] = lambda: embedded_service.restarts
         self.redis: RedisClient | None = None
-        # The viz reads on a connection of their own: on the ingest connection each read would wait behind every
+        # The views read on a connection of their own: on the ingest connection each read would wait behind every
         # ingest pipeline queued before it (tens of ms at 10k records/s), and Redis serves its clients in turn.
         self.view_redis: RedisClient | None = None
         self.ingest: Ingest | None = None
@@ -308,8 +314,8 @@ class WiredrawServer(MultiService):
             yield self._ensure_notifications(protocol, classes)
         # Module scripts go on every connection: a restarted Redis has forgotten them.
         for loaded in self.modules:
-            for source in type(loaded.module).scripts.values():
-                yield protocol.execute("SCRIPT", "LOAD", source)
+            for script in loaded.module.scripts:
+                yield protocol.execute("SCRIPT", "LOAD", script.source)
         assert self.ingest is not None
         yield self.ingest.load_windows(protocol)
 

@@ -1,4 +1,5 @@
-"""The viz listener: one :class:`ViewerSession` per viewer connection (spec/viewer.md).
+"""The viewer listener (the ``viz=`` port of the ready line): one :class:`ViewerSession` per viewer connection
+(spec/viewer.md).
 
 States: AWAIT_HELLO -> READY (token accepted: requests allowed) -> SUBSCRIBED (a module view: live, at t, or
 play from t at a speed) -> CLOSED. A wrong token gets ``refused`` and the connection is closed.
@@ -29,6 +30,7 @@ from wiredraw.core.filter import FilterError, compile_filter
 from wiredraw.core.graph import Change, Edge, Graph, Pulse
 from wiredraw.core.server.credentials import Tokens
 from wiredraw.core.server.live import ClientView, Matcher, ModuleFeed, SharedDiff
+from wiredraw.core.server.redis_client import NotConnected
 from wiredraw.core.viewer_protocol import ViewerProtocolError
 from zope.interface import implementer
 
@@ -198,8 +200,11 @@ class ViewerSession(Protocol):
     def _request_failed(self, rid: int, what: str, failure: Any) -> None:
         if failure.check(ViewerProtocolError, FilterError, LookupError, ValueError):
             error = failure.getErrorMessage()
+        elif failure.check(NotConnected):  # Redis is away (restarting, or the server stopping): no traceback
+            self.log.warn("viewer request {what}: {why}", what=what, why=failure.getErrorMessage())
+            error = f"cannot answer {what} now: {failure.getErrorMessage()}"
         else:
-            self.log.failure("viz request {what} failed", failure, what=what)
+            self.log.failure("viewer request {what} failed", failure, what=what)
             error = f"internal error answering {what}: {failure.getErrorMessage()}"
         self.send({"type": "reply", "id": rid, "ok": False, "error": error})
 
@@ -324,7 +329,11 @@ class ViewerSession(Protocol):
         d.addCallbacks(got, lambda f: self._view_failed(f))
 
     def _view_failed(self, failure: Any) -> None:
-        self.log.failure("viz view for {viewer}", failure, viewer=getattr(self, "viewer", "?"))
+        if failure.check(NotConnected):
+            self.log.warn("view for {viewer}: {why}", viewer=getattr(self, "viewer", "?"),
+                          why=failure.getErrorMessage())
+        else:
+            self.log.failure("view for {viewer}", failure, viewer=getattr(self, "viewer", "?"))
         self.send({"type": "error", "code": "view_failed", "reason": failure.getErrorMessage(), "fatal": False})
 
     def _send_live_full(self, reason: str) -> None:

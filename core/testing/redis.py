@@ -20,10 +20,11 @@ from collections.abc import Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import msgpack
 import redis
 from twisted.internet import defer
 from twisted.python.failure import Failure
-from wiredraw.core.module import IngestContext, IngestCounts, Module, WriteBatch, validate_message
+from wiredraw.core.module import Body, IngestContext, IngestCounts, Module, WriteBatch, validate_message
 from wiredraw.core.server.embedded_redis import EmbeddedRedis
 
 __all__ = ["RedisKit", "SyncStore", "keyspace_events", "run", "shared_redis"]
@@ -205,15 +206,18 @@ def keyspace_events(url: str, patterns: Sequence[str], classes: str, db: int = 0
 
 def write_messages(client: redis.Redis, module: Module, message_type: str, messages: Sequence[dict[str, Any]],
                    probe: str = "test") -> IngestCounts:
-    """One batch of a module on the generic path (``Module.ingest``) written as the server writes it: each message
-    validated against the declaration, the batch's commands in one MULTI/EXEC, counted from the replies."""
+    """One batch of a module written as the server writes it: each message checked against the declaration, packed
+    into one body as a probe packs it, the module's write path (``Module.write``), the batch's commands in one
+    MULTI/EXEC, counted from the replies (the module's Lua scripts must be loaded already)."""
     spec = module.spec
     for m in messages:
         why = validate_message(spec.messages[message_type], m)
         assert why is None, (message_type, m, why)
+    packed = msgpack.packb(list(messages), use_bin_type=not spec.bin_as_str)
+    body = Body(packed, spec.messages[message_type])
     batch = WriteBatch(spec, message_type)
-    batch.counts.records = len(messages)
-    batch.counts.written = module.ingest(IngestContext(probe, message_type, time.time()), messages, batch)
+    module.write(IngestContext(probe, message_type, time.time()), body, batch)
+    batch.counts.add(body.counts)
     pipe = client.pipeline(transaction=True)
     for command in batch.commands:
         pipe.execute_command(*command)

@@ -1,6 +1,6 @@
 """A module's message vectors: the JSON file of valid and invalid messages per message type.
 
-Format (``spec/vectors/<slug>-messages.json`` for the built-ins, anywhere in a third-party package)::
+Format (``vectors/<slug>-messages.json`` in the module's package, where ``wiredraw new-module`` puts it)::
 
     {
       "format": "wiredraw-module-vectors/1",

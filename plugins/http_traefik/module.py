@@ -1,8 +1,8 @@
 """http_traefik: the module object and its registration (entry point ``wiredraw.modules: http_traefik``).
 
-The parts, one file each: the declaration (spec/modules/http_traefik.toml: ID 3, the ``request`` message, keys),
+The parts, one file each: the declaration (http_traefik.toml: ID 3, the ``request`` message, keys),
 the probe source (source.py: Traefik's access log, JSON or common log format), the key schema and write path
-(keys.py), the view translation (viz.py).
+(schema.py), the view translation (view.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wiredraw.core.hookspecs import hookimpl
-from wiredraw.core.module import Module, builtin_spec_path
+from wiredraw.core.module import Module, ModuleSpec
 from wiredraw.plugins.http_traefik.schema import HttpTraefikSchema
 
 if TYPE_CHECKING:
@@ -21,10 +21,15 @@ if TYPE_CHECKING:
     from wiredraw.plugins.http_traefik.view import HttpTraefikView
 
 
-class HttpTraefikModule(HttpTraefikSchema, Module):
-    """Module http_traefik: its probe options and source, its write path (:class:`HttpTraefikSchema`) and its view."""
+class HttpTraefikModule(Module):
+    """Module http_traefik: its part (the write path :class:`HttpTraefikSchema`), its probe options and source, its
+    view."""
 
-    spec_path = builtin_spec_path("http_traefik")
+    spec_path = Path(__file__).with_name("http_traefik.toml")
+
+    def __init__(self, spec: ModuleSpec | None = None) -> None:
+        super().__init__(spec)
+        self.schema: HttpTraefikSchema = HttpTraefikSchema()
 
     def add_probe_options(self, parser: argparse.ArgumentParser) -> None:
         g = parser.add_argument_group("http_traefik source", "a Traefik access log (JSON or common log format)")

@@ -1,4 +1,4 @@
-"""http_traefik's key schema (spec/modules/http_traefik.toml) and its server-side write path.
+"""http_traefik's key schema (http_traefik.toml) and its server-side write path.
 
 Every key is under ``wd:http_traefik:`` and kept ``retention`` seconds after its last write:
 
@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
-from typing import Any
 
-from wiredraw.core.module import IngestContext, WriteBatch, count_new
+from wiredraw.core.module import Body, IngestContext, KeySchema, WriteBatch, count_new
 
 PREFIX = "wd:http_traefik:"
 REQ_PREFIX = PREFIX + "req:"
@@ -64,19 +62,20 @@ def parse_request_field(name: str) -> tuple[float, str, str] | None:
     return (t, parts[1], parts[2]) if math.isfinite(t) else None
 
 
-class HttpTraefikSchema:
-    """Mixin for the module object: the write path (``ingest``)."""
+class HttpTraefikSchema(KeySchema):
+    """The write path: each request an HSETNX, the probe's time span in two sorted sets."""
 
-    retention: int = DEFAULT_RETENTION
+    def __init__(self, retention: int = DEFAULT_RETENTION) -> None:
+        self.retention: int = retention
 
-    def ingest(self, ctx: IngestContext, messages: Iterable[dict[str, Any]], batch: WriteBatch) -> int:
-        """Messages the core has already checked against the declaration (types, required fields)."""
+    def write(self, ctx: IngestContext, body: Body, batch: WriteBatch) -> None:
+        """The body's messages as the core has checked them against the declaration (types, required fields)."""
         first = math.inf
         last = -math.inf
         expire: set[str] = set()
         if ctx.message_type != "request":
-            return 0
-        for msg in messages:
+            return
+        for msg in body.messages():
             t = float(msg["t"])  # finite: the core refuses non-finite numbers before this
             record = {f: msg[f] for f in RECORD_FIELDS if msg.get(f) is not None}
             key = req_key(chunk_of(t))
@@ -90,4 +89,4 @@ class HttpTraefikSchema:
             expire.update((LAST_KEY, FIRST_KEY))
         for key in sorted(expire):
             batch.add("EXPIRE", key, self.retention)
-        return 0  # written and repeats come from the HSETNX replies
+        # written and repeats come from the HSETNX replies

@@ -1,6 +1,6 @@
 -- net_zeek: apply one batch of Zeek records inside Redis (DESIGN.md §3: server-side batch application).
 -- ARGV[1] probe id, ARGV[2] the frame's body (msgpack array of {path, ts, uid?, rec}), ARGV[3] retention (s).
--- Runs on Redis 6.2 and 7.x (EVAL/EVALSHA; Functions need 7). Key templates: spec/modules/net_zeek.toml.
+-- Runs on Redis 6.2 and 7.x (EVAL/EVALSHA; Functions need 7). Key templates: plugins/net_zeek/net_zeek.toml.
 -- Returns {records, new, repeats, rejected, reason1, count1, reason2, count2, ...}.
 --
 -- Rules: the same record from the same probe twice writes nothing and so notifies nothing (SET NX,
@@ -25,6 +25,9 @@ local ttl = tonumber(ARGV[3])
 local P = 'wd:net_zeek:'
 local FEED_VERSION = 1
 local FEED_KEEP_MS = 120000  -- a viewer lagging longer loses entries and sees it (the chain below)
+-- The interval index's geometry, filled in from wiredraw.core.interval by schema.py (the one definition, which
+-- the readers in query.py use too): level k holds connections lasting at most INDEX_BASE * INDEX_FACTOR^k.
+local INDEX_BASE, INDEX_FACTOR, INDEX_LEVELS = @INDEX_BASE@, @INDEX_FACTOR@, @INDEX_LEVELS@
 
 local ok, msgs = pcall(cmsgpack.unpack, ARGV[2])
 if not ok or type(msgs) ~= 'table' then
@@ -53,11 +56,30 @@ local function str_or_false(v)
   return false
 end
 
+-- The conn facts rule (stated in plugins/net_zeek/query.py, "Connection facts", which reads stored records by
+-- it; tests/plugins/net_zeek/test_zeek_facts.py checks the two agree). A number fact is exact: under 2^53 in
+-- magnitude (not NaN, not inf; past 2^63 cmsgpack would write a nonsense int); a duration or a side's bytes is
+-- Lua's tonumber of the field (a numeric string counts too) when exact, else 0.
+local EXACT = 9007199254740992  -- 2^53
+local function exact(n)
+  return n > -EXACT and n < EXACT
+end
+
+local function fact_number(v)
+  local n = tonumber(v)
+  if n == nil or not exact(n) then return 0 end
+  return n
+end
+
+local function conn_bytes(rec)
+  return fact_number(rec['orig_bytes']) + fact_number(rec['resp_bytes'])
+end
+
 -- 'c'/'u' + the nine facts a viewer needs of a connection.
 local function feed_conn(tag, uid, rec, ts, duration, bytes)
   local start, port = rec['ts'], rec['id.resp_p']
-  if type(start) ~= 'number' then start = ts end
-  if type(port) ~= 'number' then port = false end
+  if type(start) ~= 'number' or not exact(start) then start = ts end
+  if type(port) ~= 'number' or not exact(port) then port = false end
   feed[nf + 1] = tag; feed[nf + 2] = uid; feed[nf + 3] = start; feed[nf + 4] = duration
   feed[nf + 5] = str_or_false(rec['id.orig_h']); feed[nf + 6] = str_or_false(rec['id.resp_h'])
   feed[nf + 7] = port; feed[nf + 8] = str_or_false(rec['proto']); feed[nf + 9] = str_or_false(rec['service'])
@@ -126,33 +148,49 @@ local function is_ip(s)
   return type(s) == 'string' and (s:match('^%d+%.%d+%.%d+%.%d+$') ~= nil or s:match('^[%x:]+:[%x:%.]*$') ~= nil)
 end
 
--- Interval index level: the smallest k with 60 * 4^k >= duration (capped), so one bucket holds it.
+-- Interval index level: the smallest k with INDEX_BASE * INDEX_FACTOR^k >= duration (capped at the last level),
+-- so one bucket holds it (core/interval.py, IntervalIndex.level_of).
 local function level_of(duration)
-  local size, k = 60, 0
-  while size < duration and k < 12 do size = size * 4; k = k + 1 end
+  local size, k = INDEX_BASE, 0
+  while size < duration and k < INDEX_LEVELS - 1 do size = size * INDEX_FACTOR; k = k + 1 end
   return k, size
 end
 
 local function clean_duration(rec)
-  return tonumber(rec['duration']) or 0
+  return fact_number(rec['duration'])
 end
 
+-- An entry is placed by the interval it holds (to the microsecond), IntervalIndex.place(start, end - start) of those
+-- two numbers, so that a query at any time the entry holds reads its bucket. That differs from the unrounded
+-- interval's place only within a microsecond of a bucket's edge or a level's limit: only there are they read back.
+local NEAR = 2e-6
 local function index_conn(uid, ts, duration)
   if duration < 0 then duration = 0 end
+  local line = format('%.6f|%.6f|%s\n', ts, ts + duration, uid)
   local k, size = level_of(duration)
-  local ix = P .. 'ix:' .. k .. ':' .. floor(ts / size)
+  local b = floor(ts / size)
+  if ts - b * size < NEAR or (b + 1) * size - ts < NEAR or size - duration < NEAR
+      or (k > 0 and duration - size / INDEX_FACTOR < NEAR) then
+    local held_start, held_end = line:match('^([^|]*)|([^|]*)|')
+    local start = tonumber(held_start)
+    k, size = level_of(tonumber(held_end) - start)
+    b = floor(start / size)
+  end
+  local ix = P .. 'ix:' .. k .. ':' .. b
   local list = appends[ix]
   if list == nil then list = {}; appends[ix] = list end
-  list[#list + 1] = format('%.6f|%.6f|%s\n', ts, ts + duration, uid)
+  list[#list + 1] = line
   expire[ix] = true
 end
 
+-- The histogram counts a record's bytes when they are an integer (HINCRBY takes no fraction): a bogus count adds
+-- nothing rather than failing the batch.
 local function count_conn(ts, conns, bytes)
   local chunk = floor(ts / 60)
   local h = hist[chunk]
   if h == nil then h = {0, 0}; hist[chunk] = h end
   h[1] = h[1] + conns
-  h[2] = h[2] + bytes
+  if bytes == floor(bytes) then h[2] = h[2] + bytes end
 end
 
 for i = 1, #msgs do
@@ -189,7 +227,7 @@ for i = 1, #msgs do
       see_host(rec['id.orig_h'], ts)
       see_host(rec['id.resp_h'], ts)
       local duration = clean_duration(rec)
-      local bytes = (tonumber(rec['orig_bytes']) or 0) + (tonumber(rec['resp_bytes']) or 0)
+      local bytes = conn_bytes(rec)
       if created then
         new = new + 1
         index_conn(uid, ts, duration)
@@ -207,7 +245,7 @@ for i = 1, #msgs do
           redis.call('SET', key, raw, 'KEEPTTL')
           -- The longer interval gets an entry of its own; readers keep each uid's latest end.
           index_conn(uid, ts, duration)
-          local old_bytes = (tonumber(old['orig_bytes']) or 0) + (tonumber(old['resp_bytes']) or 0)
+          local old_bytes = conn_bytes(old)
           count_conn(ts, 0, bytes - old_bytes)
           see_time(ts + duration)
           feed_conn('u', uid, rec, ts, duration, bytes)
@@ -271,7 +309,7 @@ end
 for chunk, h in pairs(hist) do
   local key = P .. 'hist:' .. chunk
   redis.call('HINCRBY', key, 'conns', h[1])
-  redis.call('HINCRBY', key, 'bytes', h[2])
+  redis.pcall('HINCRBY', key, 'bytes', format('%.0f', h[2]))  -- a total past 2^63 is left as it was
   expire[key] = true
 end
 local last_seen = {}

@@ -37,7 +37,7 @@ _PREFIX_RE = re.compile(rb"(\S{1,32}?)separator[ \t]")
 
 
 def log_message(rec: ZeekRecord) -> Message:
-    """The wire message of one record (spec/modules/net_zeek.toml, message ``log``): ``rec`` packed once."""
+    """The wire message of one record (net_zeek.toml, message ``log``): ``rec`` packed once."""
     return ("log", record_message(rec))
 
 

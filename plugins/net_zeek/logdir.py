@@ -407,6 +407,22 @@ class LogDirSource:
     def finished(self) -> bool:
         return False
 
+    def waiting(self) -> str | None:
+        """What the probe waits for on this source's account (the runner says it, see wiredraw.probes.runner):
+        while no log file is open, the logs to appear (or a resumed file to be found again); None while one is
+        being followed, even if nothing is written to it (that is following, not waiting)."""
+        followers = self.followers.values()
+        if any(f.reader is not None for f in followers):
+            return None
+        if not self.logdir.is_dir():
+            return f"the log directory {self.logdir} (not there now)"
+        lost = sorted(f.name for f in followers if f.wanted is not None)
+        if lost:
+            return (f"the {', '.join(lost)} file being read when the probe stopped, to be found again (up to "
+                    f"{self.grace:.0f} s, then it counts as lost)")
+        names = ", ".join(f"{n}.log" for n in sorted(self.logs)) if self.logs else "Zeek logs (*.log)"
+        return f"{names} to appear in {self.logdir}"
+
     def state(self) -> Any:
         return {"v": 1, "wm": self.watermark, "since": self.since,
                 "logs": {name: f.state() for name, f in sorted(self.followers.items())}}

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wiredraw.core.hookspecs import hookimpl
-from wiredraw.core.module import Demo, Module, builtin_spec_path
+from wiredraw.core.module import Demo, Module, ModuleSpec, Opened, OpenRequest
 from wiredraw.plugins.net_zeek.schema import ZeekCollector, ZeekSchema
 from wiredraw.plugins.net_zeek.source import LogDirSource, ReplaySource, parse_time
 
@@ -16,8 +16,16 @@ if TYPE_CHECKING:
     from wiredraw.plugins.net_zeek.view import NetZeekView
 
 
-class NetZeekModule(ZeekSchema, ZeekCollector, Module):
-    spec_path = builtin_spec_path("net_zeek")
+class NetZeekModule(Module):
+    """Module net_zeek: its parts (the write path :class:`ZeekSchema`, the uploads :class:`ZeekCollector`), its
+    probe options and sources, its demo and its view."""
+
+    spec_path = Path(__file__).with_name("net_zeek.toml")
+
+    def __init__(self, spec: ModuleSpec | None = None) -> None:
+        super().__init__(spec)
+        self.schema: ZeekSchema = ZeekSchema()
+        self.collector: ZeekCollector = ZeekCollector()
 
     def add_probe_options(self, parser: argparse.ArgumentParser) -> None:
         g = parser.add_argument_group("net_zeek source", "exactly one of --logdir (live) or --replay (recorded)")
@@ -62,6 +70,13 @@ class NetZeekModule(ZeekSchema, ZeekCollector, Module):
             if not f.is_file():
                 raise ValueError(f"net_zeek: --replay {f}: no such file")
         return ReplaySource(list(replay), speed=1.0 if speed is None else speed, fast=fast)
+
+    def open_paths(self, request: OpenRequest) -> Opened | None:
+        """Zeek logs for ``wiredraw open``: a live log directory (zeekctl's logs/current) or recorded logs and
+        folders of them (see opener.py)."""
+        from wiredraw.plugins.net_zeek.opener import open_paths
+
+        return open_paths(request)
 
     def make_view(self, store: Any, options: Mapping[str, Any]) -> NetZeekView:
         """Hosts and the connections between them; ``options``: the ``[net_zeek]`` table of the server's viz

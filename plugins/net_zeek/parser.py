@@ -147,20 +147,38 @@ def _to_bool(s: str) -> bool:
 
 # int() of a str costs ~3x a dict lookup, and most integer columns (ports, packet counts, small byte counts, 0)
 # repeat values below 2**16: row functions look those up here and call int() only on a miss. Built on first use
-# (~8 MB), shared by every stream; a row function whose unset marker is not "-" gets its own copy.
+# (~8 MB), shared by every stream. The unset marker is never a key (a miss compares it before calling int()),
+# so a row function whose unset marker is a number gets its own copy without it.
 _INT_TABLE_SIZE = 1 << 16
-_int_table_shared: dict[str, int | None] = {}
+_int_table_shared: dict[str, int] = {}
 
 
-def _int_table(unset: str) -> dict[str, int | None]:
+def _int_table(unset: str) -> dict[str, int]:
     if not _int_table_shared:
         _int_table_shared.update({str(i): i for i in range(_INT_TABLE_SIZE)})
-        _int_table_shared["-"] = None
-    if unset == "-":
+    if unset not in _int_table_shared:
         return _int_table_shared
-    table = {k: v for k, v in _int_table_shared.items() if k != "-"}
-    table[unset] = None  # the unset marker is compared first, whatever it looks like
-    return table
+    return {k: v for k, v in _int_table_shared.items() if k != unset}
+
+
+# Zeek keeps time as microseconds (pcap's resolution) and its TSV writer gives time, interval and double values
+# 6 decimals; JSON's full-precision doubles are rounded to the same 6 (see the module doc).
+_US_DIGITS = 6
+
+# A TSV float value's text needs round() only when it has more than 6 digits after the point or an exponent:
+# float() of plain decimal text with at most 6 decimals is already the double nearest that microsecond value,
+# which is what round(x, 6) returns. Zeek writes every time and interval that way except huge or pre-1970 ones
+# (-2.1504318496896954e+09 in ntp.log), so the hot path pays three C-level substring tests, not a round() call
+# (~0.3 us). The template's {v} is the column's variable.
+_FLOAT_US = "(float({v}) if '.' not in {v}[:-7] and 'e' not in {v} and 'E' not in {v} else _round(float({v}), 6))"
+
+
+def _float_us(s: str) -> float:
+    """A TSV float value at microsecond resolution (the row functions inline the same test)."""
+    x = float(s)
+    if "." not in s[:-7] and "e" not in s and "E" not in s:
+        return x
+    return round(x, _US_DIGITS)
 
 
 _FLOAT_TYPES = frozenset({"time", "interval", "double"})
@@ -172,7 +190,7 @@ _CONTAINER_RE = re.compile(r"(set|vector)\[(.*)\]\Z")
 def _element_converter(type_name: str) -> Callable[[str], Any] | None:
     """The converter for one scalar of ``type_name``; None means 'keep the str' (string-like or unknown)."""
     if type_name in _FLOAT_TYPES:
-        return float
+        return _float_us
     if type_name in _INT_TYPES:
         return int
     if type_name == "bool":
@@ -202,20 +220,11 @@ class _TsvHeader:
 def _make_container(
     elem: Callable[[str], Any] | None, set_sep: str, unset: str, empty: str, escaped: bool
 ) -> Callable[[str], list[Any] | None]:
-    # Split first, unescape each element after: an escaped set separator stays inside its element.
-    conv: Callable[[str], Any] | None = _unescape if (escaped and elem is None) else elem
-
-    if conv is None:
-
-        def container(s: str) -> list[Any] | None:
-            if s == unset:
-                return None
-            if s == empty:
-                return []
-            return [None if e == unset else e for e in s.split(set_sep)]
-
-    else:
-        c = conv
+    # Split first, unescape each element after: an escaped set separator stays inside its element. Zeek writes
+    # an element that is the empty string as the empty marker ("(empty),a" is ["", "a"]) and one that is unset as
+    # the unset marker (JSON's null in a vector): both compared before unescaping, like whole values.
+    if elem is not None:
+        c = elem
 
         def container(s: str) -> list[Any] | None:
             if s == unset:
@@ -224,7 +233,30 @@ def _make_container(
                 return []
             return [None if e == unset else c(e) for e in s.split(set_sep)]
 
+    elif escaped:
+
+        def container(s: str) -> list[Any] | None:
+            if s == unset:
+                return None
+            if s == empty:
+                return []
+            return [None if e == unset else "" if e == empty else _unescape(e) for e in s.split(set_sep)]
+
+    else:
+
+        def container(s: str) -> list[Any] | None:
+            if s == unset:
+                return None
+            if s == empty:
+                return []
+            return [None if e == unset else "" if e == empty else e for e in s.split(set_sep)]
+
     return container
+
+
+def _last_index(names: list[str], name: str) -> int | None:
+    """The last column called ``name`` (a repeated name: the last value is the one the fields dict keeps)."""
+    return len(names) - 1 - names[::-1].index(name) if name in names else None
 
 
 def _compile_row(
@@ -232,13 +264,14 @@ def _compile_row(
 ) -> tuple[_RowFn, list[Callable[[str], Any]], dict[str, Any]]:
     """Build the per-header row function once, so the hot loop has no per-field type dispatch.
 
-    The function is generated source (as dataclasses and namedtuple do): one inline expression per column,
-    which is about twice as fast as calling a converter per field, and it builds the ZeekRecord itself
-    (``path`` is baked in: a ``#path`` line recompiles). The fields dict is, when the names allow it (see
-    :func:`_fields_code`), the ``__dict__`` of a per-header class's instance whose attributes are stored in
-    column order: CPython gives such dicts one shared key table, so each record's dict costs a third of the
-    memory and 40% less time than a dict display. ``escaped`` builds the
-    variant used for lines that contain a backslash or non-UTF-8 bytes: string-like values are unescaped.
+    The function is generated source (as dataclasses and namedtuple do): one inline statement per column, which
+    stores the typed value only when the column is not unset (unset fields are left out of the record), about
+    twice as fast as calling a converter per field, and it builds the ZeekRecord itself (``path`` is baked in: a
+    ``#path`` line recompiles). The fields dict is, when the names allow it (see :func:`_fields_code`), the
+    ``__dict__`` of a per-header class's instance whose attributes are stored in column order: CPython gives such
+    dicts one shared key table (a left-out attribute is just a missing value), so each record's dict costs a third
+    of the memory and 40% less time than a dict display. ``escaped`` builds the variant used for lines that
+    contain a backslash or non-UTF-8 bytes: string-like values are unescaped.
     Also returns the per-column converters, used only to name the failing column of a bad line, and the
     namespace of the generated code. The unescaped variant also defines ``_feed(line, lineno)``, the whole
     :meth:`LogStream.feed` fast path in one frame (see ``LogStream._compile``); it needs ``_st`` (the stream)
@@ -252,50 +285,69 @@ def _compile_row(
         "E": header.empty,
         "float": float,
         "int": int,
-        "_bool": _to_bool,
+        "_round": round,
+        "_fus": _float_us,
         "_I": _int_table(header.unset),
-        "_B": {**_BOOLS, header.unset: None},
+        "_B": dict(_BOOLS),  # KeyError for anything but T and F: the unset marker is compared first
         "_unesc": _unescape,
         "_R": ZeekRecord,
         "_new": tuple.__new__,
         "_PATH": path,
     }
-    exprs: list[str] = []
+    # ts only when time-typed and uid only when str-typed, as the record's fields promise: kept in locals t and u
+    # as their columns are stored (an unset ts or uid is None in the record and absent from its fields).
+    ts_col = _last_index(names, "ts")
+    if ts_col is not None and types[ts_col] != "time":
+        ts_col = None
+    uid_col = _last_index(names, "uid")
+    if uid_col is not None and (
+        _element_converter(types[uid_col]) is not None or _CONTAINER_RE.match(types[uid_col]) is not None
+    ):
+        uid_col = None
+    head, tail, target = _fields_code(names, ns)
+    body: list[str] = [head]
     convs: list[Callable[[str], Any]] = []
     for i, type_name in enumerate(types):
         v = f"p{i}"
         m = _CONTAINER_RE.match(type_name)
+        elem = None
         if m is not None:
             fn = _make_container(
                 _element_converter(m.group(2)), header.set_separator, header.unset, header.empty, escaped
             )
             ns[f"_c{i}"] = fn
-            # The container function checks the markers too; inlining them skips its call for unset/empty values.
-            exprs.append(f"(None if {v} == U else [] if {v} == E else _c{i}({v}))")
+            # The container function checks the markers too; testing the empty one here skips its call.
+            value = f"[] if {v} == E else _c{i}({v})"
             convs.append(fn)
-            continue
-        elem = _element_converter(type_name)
-        if elem is float:
-            exprs.append(f"(None if {v} == U else float({v}))")
-        elif elem is int:  # the table maps the unset marker to None
-            exprs.append(f"(_I[{v}] if {v} in _I else int({v}))")
-        elif elem is not None:  # bool: KeyError for anything but T, F and the unset marker
-            exprs.append(f"_B[{v}]")
-        elif escaped:
-            exprs.append(f'(None if {v} == U else "" if {v} == E else _unesc({v}))')
         else:
-            exprs.append(f'(None if {v} == U else "" if {v} == E else {v})')
-        convs.append(_scalar_checker(exprs[-1], v, ns))
+            elem = _element_converter(type_name)
+            if elem is _float_us:
+                value = _FLOAT_US.format(v=v)
+            elif elem is int:
+                value = f"_I[{v}] if {v} in _I else int({v})"
+            elif elem is not None:  # bool
+                value = f"_B[{v}]"
+            elif escaped:
+                value = f'"" if {v} == E else _unesc({v})'
+            else:
+                value = f'"" if {v} == E else {v}'
+            convs.append(_scalar_checker(f"None if {v} == U else ({value})", v, ns))
+        store = target(i)
+        if i in (ts_col, uid_col):
+            local = "t" if i == ts_col else "u"
+            body += [f"if {v} != U: {store} = {local} = {value}", f"else: {local} = None"]
+        elif elem is int:  # a table hit is never the unset marker: compare it only on a miss
+            body += [f"if {v} in _I: {store} = _I[{v}]", f"elif {v} != U: {store} = int({v})"]
+        else:
+            body.append(f"if {v} != U: {store} = {value}")
+    if tail:
+        body.append(tail)
     unpack = ", ".join(f"p{i}" for i in range(len(names))) + ("," if len(names) == 1 else "")
-    make_f, ind = _fields_code(names, exprs, ns)
-    # ts only when time-typed and uid only when str-typed, as the record's fields promise.
-    ts = "f['ts']" if "ts" in names and types[names.index("ts")] == "time" else "None"
-    uid = "None"
-    if "uid" in names:
-        t = types[names.index("uid")]
-        if _element_converter(t) is None and _CONTAINER_RE.match(t) is None:
-            uid = "f['uid']"
-    src = f"def _row(p):\n    {unpack} = p\n    {make_f}\n    return _new(_R, (_PATH, {ts}, {uid}, f))\n"
+    ts = "t" if ts_col is not None else "None"
+    uid = "u" if uid_col is not None else "None"
+    record = f"_new(_R, (_PATH, {ts}, {uid}, f))"
+    ind = "\n    "
+    src = f"def _row(p):{ind}{unpack} = p{ind}{ind.join(body)}{ind}return {record}\n"
     if not escaped:
         # A plain line (not blank, no CR/LF at its end, no meta prefix, no backslash) under THIS header (the
         # stream's row function is still the one compiled here): split, type and build the record in one frame.
@@ -304,6 +356,7 @@ def _compile_row(
         ns["_SEP"] = header.separator
         ns["_EOL"] = _EOL
         not_meta = f"line[0] != {prefix[0]}" if len(prefix) == 1 else "not line.startswith(_PFX)"
+        ind3 = "\n            "
         src += (
             "def _feed(line, lineno):\n"
             "    if _st._row is not _row:\n"
@@ -311,11 +364,11 @@ def _compile_row(
             f"    if line and line[-1] not in _EOL and {not_meta} and b'\\\\' not in line:\n"
             "        try:\n"
             f"            {unpack} = line.decode().split(_SEP)\n"
-            f"            {make_f.replace(ind, ind + '        ')}\n"
+            f"            {ind3.join(body)}\n"
             "        except Exception:\n"
             "            return _slow(line, lineno)\n"
             "        _st.records += 1\n"
-            f"        return _new(_R, (_PATH, {ts}, {uid}, f))\n"
+            f"        return {record}\n"
             "    return _slow(line, lineno)\n"
         )
     exec(compile(src, "<zeek-row>", "exec"), ns)  # source built only from repr()'d names
@@ -326,20 +379,18 @@ def _compile_row(
 _SHARED_KEYS_MAX = 30  # CPython's SHARED_KEYS_MAX_SIZE: wider instances get an ordinary dict anyway
 
 
-def _fields_code(names: list[str], exprs: list[str], ns: dict[str, Any]) -> tuple[str, str]:
-    """Source lines (4-space indented, joined by the returned separator) that bind ``f`` to the fields dict.
+def _fields_code(names: list[str], ns: dict[str, Any]) -> tuple[str, str, Callable[[int], str]]:
+    """How the generated code builds the fields dict ``f``: (first line, last line, column i -> store target).
 
     Attribute stores are compiled with placeholder names ``_zf<i>_`` that :func:`_rename_attrs` swaps for the
     real column names in the code objects (an attribute name may be any str at run time: ``id.orig_h`` too).
-    Names that could hit a class attribute (``__dict__``, ``__class__``...) or too many columns: a dict display.
+    Names that could hit a class attribute (``__dict__``, ``__class__``...) or too many columns: item stores
+    into a plain dict.
     """
-    ind = "\n    "
     if len(set(names)) > _SHARED_KEYS_MAX or any(n.startswith("__") and n.endswith("__") for n in names):
-        body = ", ".join(f"{name!r}: {expr}" for name, expr in zip(names, exprs, strict=True))
-        return f"f = {{{body}}}", ind
+        return "f = {}", "", lambda i: f"f[{names[i]!r}]"
     ns["_F"] = type("_ZeekFields", (), {"__module__": __name__})
-    stores = ind.join(f"o._zf{i}_ = {expr}" for i, expr in enumerate(exprs))
-    return f"o = _F(){ind}{stores}{ind}f = o.__dict__", ind
+    return "o = _F()", "f = o.__dict__", lambda i: f"o._zf{i}_"
 
 
 def _rename_attrs(ns: dict[str, Any], names: list[str]) -> None:
@@ -363,45 +414,67 @@ def _scalar_checker(expr: str, var: str, ns: dict[str, Any]) -> Callable[[str], 
 # Zeek's JSON writer spells times exactly like this (LogAscii::json_timestamps = JSON::TS_ISO8601).
 _ISO_RE = re.compile(r"-?\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:\d\d)\Z")
 _JSON_WRITER_META = frozenset({"_path", "_write_ts"})
+_US = 10**_US_DIGITS
 
 
 def _iso_to_epoch(s: str) -> float | None:
+    """Epoch seconds at microsecond resolution: the double nearest the exact decimal value, as float() of the
+    TSV writer's ``%.6f`` text gives (a longer fraction is rounded half-even to 6 digits first)."""
     if _ISO_RE.match(s) is None:
         return None
-    frac = 0.0
+    micros = 0
     dot = s.find(".")
     if dot != -1:
-        # Keep the fraction exact in decimal (timestamp() would go through microseconds only).
         end = dot + 1
         while end < len(s) and s[end].isdigit():
             end += 1
         digits = s[dot + 1 : end]
-        frac = int(digits) / 10 ** len(digits)
+        if len(digits) <= _US_DIGITS:
+            micros = int(digits) * 10 ** (_US_DIGITS - len(digits))
+        else:
+            unit = 10 ** (len(digits) - _US_DIGITS)
+            micros, rest = divmod(int(digits), unit)
+            if 2 * rest > unit or (2 * rest == unit and micros & 1):
+                micros += 1
         s = s[:dot] + s[end:]
     try:
-        return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp() + frac
+        whole = datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()  # whole seconds: exact
     except ValueError:
         return None
+    return (int(whole) * _US + micros) / _US  # int / int is correctly rounded
 
 
 def _json_value(v: Any) -> Any:
-    if v.__class__ is str:
+    """One JSON value (a list's element too) by the module's rules; None stays None inside a list."""
+    c = v.__class__
+    if c is float:
+        return round(v, _US_DIGITS)
+    if c is str:
         if len(v) >= 20 and v[10] == "T":
             t = _iso_to_epoch(v)
             if t is not None:
                 return t
         return v
-    if v.__class__ is list:
+    if c is list:
         return [_json_value(e) for e in v]
     return v
 
 
 def _flatten(obj: dict[str, Any], prefix: str, out: dict[str, Any]) -> None:
     for k, v in obj.items():
-        if v.__class__ is dict:
+        c = v.__class__
+        if c is dict:
             _flatten(v, f"{prefix}{k}.", out)
+        elif v is None:
+            continue  # null: unset, left out as the TSV side leaves out '-'
+        elif c is list:
+            # [""]: the TSV writer spells {""} and {} alike, "(empty)"; both read as [] (see the module doc).
+            out[prefix + k] = [] if v == _ONLY_EMPTY_STR else [_json_value(e) for e in v]
         else:
             out[prefix + k] = _json_value(v)
+
+
+_ONLY_EMPTY_STR = [""]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -624,11 +697,12 @@ class LogStream:
             raise _BadValue(f"broken JSON: {e}"[:200]) from None
         if obj.__class__ is not dict:
             raise _BadValue(f"JSON line is a {type(obj).__name__}, not an object")
+        # Writer metadata comes out first: _write_ts would cost an ISO parse only to be dropped.
+        path = obj.pop("_path", None)
+        for k in _JSON_WRITER_META:
+            obj.pop(k, None)
         fields: dict[str, Any] = {}
         _flatten(obj, "", fields)
-        path = fields.get("_path")
-        for k in _JSON_WRITER_META:
-            fields.pop(k, None)
         ts = fields.get("ts")
         if ts.__class__ is int:
             ts = float(ts)

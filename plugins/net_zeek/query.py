@@ -4,17 +4,18 @@ change feed that ingest.lua appends to.
 Command builders and reply parsers are shared: the synchronous helpers here (redis-py, for tools and tests) and
 the view translation (:mod:`wiredraw.plugins.net_zeek.view`, the server's Twisted client) issue the same commands.
 The cost of a point query is 2 buckets per index level, whatever the length of the connections
-(spec/modules/net_zeek.toml, key ``ix``).
+(plugins/net_zeek/net_zeek.toml, key ``ix``).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import msgpack
-from wiredraw.plugins.net_zeek.schema import index_buckets
+from wiredraw.plugins.net_zeek.schema import INDEX
 
 PREFIX = "wd:net_zeek:"
 FEED_KEY = PREFIX + "feed"
@@ -31,7 +32,7 @@ class ActiveConn:
 
 def active_commands(t0: float, t1: float) -> list[tuple[Any, ...]]:
     """One GET per index bucket that can hold a connection active in [t0, t1]."""
-    return [("GET", f"{PREFIX}ix:{k}:{b}") for k, b in index_buckets(t0, t1)]
+    return [("GET", f"{PREFIX}ix:{k}:{b}") for k, b in INDEX.buckets(t0, t1)]
 
 
 def active_from_replies(replies: list[Any], t0: float, t1: float) -> tuple[list[ActiveConn], int]:
@@ -78,7 +79,26 @@ def active(client: Any, t0: float, t1: float | None = None) -> tuple[list[Active
 
 
 # ------------------------------------------------------------------------------------------------------------
-# Connection facts: what a graph needs of one connection, the same from a stored record and from the feed
+# Connection facts: what a graph needs of one connection, the same from a stored record and from the feed.
+#
+# THE CONN FACTS RULE, stated once here. ingest.lua implements it too (it runs inside Redis: feed_conn, fact_number,
+# conn_bytes) to write the feed's 'c'/'u' changes; conn_fact_values below applies it to a stored record. Both paths
+# end in make_conn_facts (decode_feed for the feed, conn_facts for a record), and
+# tests/plugins/net_zeek/test_zeek_facts.py checks record by record that Lua and Python agree.
+#
+#   fact       the conn record's field                        when unset, or not of that kind
+#   start      ts, an exact number                            the message's ts (where the interval index puts it)
+#   duration   duration, an exact number (*)                  0
+#   orig, resp id.orig_h, id.resp_h, non-empty strings        no facts: the connection is left out
+#   port       id.resp_p, an exact integral number            None
+#   proto      proto, a non-empty string                      None
+#   service    service, a non-empty string                    None
+#   bytes      orig_bytes + resp_bytes, each an exact number (*)  that side counts 0
+#
+# Exact: under 2^53 in magnitude (so not NaN or inf), where a double is still exact and Redis's cmsgpack writes it
+# faithfully (an integral one as an int). (*) Lua's tonumber: a numeric string counts too (decimal, hex, inf/nan,
+# blanks around). Numbers are Lua's, doubles: the bytes sum is a sum of doubles, and a msgpack uint64 past 2^63 is
+# read as Redis reads it (lua_int).
 
 
 class ConnFacts(NamedTuple):
@@ -102,63 +122,105 @@ class ConnFacts(NamedTuple):
         return float(f"{self.end:.6f}")
 
 
-def lua_number(v: Any) -> int | float:
-    """Lua's ``tonumber(v) or 0`` as ingest.lua applies it (cmsgpack gives Lua ints and floats alike)."""
+_C_SPACE = " \t\n\v\f\r"  # C's isspace, which strtod and Lua skip
+_DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_HEX = re.compile(r"[+-]?0[xX](?:[0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)(?:[pP][+-]?\d+)?")
+_SPECIAL = re.compile(r"([+-]?)(?:(inf(?:inity)?)|nan(?:\([0-9A-Za-z_]*\))?)", re.IGNORECASE)
+
+
+def lua_int(v: int) -> float:
+    """A msgpack integer as Redis's cmsgpack hands it to Lua: a double, a uint64 past 2^63 wrapped to negative."""
+    return float(v - 2**64 if v >= 2**63 else v)
+
+
+def lua_tonumber(v: Any) -> float | None:
+    """Lua 5.1's ``tonumber(v)`` as Redis runs it on a decoded record field (a number is a double; a string is read
+    by C's strtod: decimal, hex, inf/nan, blanks around; anything else is nil, None here)."""
     kind = type(v)
-    if kind is int or kind is float:
+    if kind is float:
         return v
-    if v is None or kind is bool:
-        return 0
-    if isinstance(v, (str, bytes)):
+    if kind is int:
+        return lua_int(v)
+    if kind is not str:
+        return None
+    text = v.split("\0", 1)[0].strip(_C_SPACE)  # Lua reads the string as C does: up to a NUL
+    if _DECIMAL.fullmatch(text):
+        return float(text)
+    if _HEX.fullmatch(text):
         try:
-            f = float(v)
-        except ValueError:
-            return 0
-        return f if math.isfinite(f) else 0
-    return 0
+            return float.fromhex(text)
+        except OverflowError:
+            return -math.inf if text.startswith("-") else math.inf
+    special = _SPECIAL.fullmatch(text)
+    if special:
+        return float(special.group(1) + ("inf" if special.group(2) else "nan"))
+    return None
+
+
+_EXACT = 2.0**53
+
+
+def fact_number(v: Any) -> float:
+    """A number fact (duration, each side's bytes): Lua's tonumber when exact, else 0 (ingest.lua's fact_number)."""
+    n = lua_tonumber(v)
+    return n if n is not None and -_EXACT < n < _EXACT else 0.0
 
 
 def _integral(v: int | float) -> int | float:
-    return int(v) if isinstance(v, float) and v.is_integer() else v
+    return int(v) if type(v) is float and v.is_integer() else v
+
+
+_new_facts = tuple.__new__
 
 
 def make_conn_facts(
     uid: str, start: Any, duration: Any, orig: Any, resp: Any, port: Any, proto: Any, service: Any, nbytes: Any
 ) -> ConnFacts | None:
-    """One rule for both paths (stored record, feed change); None when the connection has no two addresses."""
-    if not isinstance(orig, str) or not isinstance(resp, str) or not orig or not resp:
+    """The facts from the nine values of the rule, in the feed's order (as ingest.lua writes them to a 'c' change, or
+    :func:`conn_fact_values` reads them from a record; unset: false or None); None when the connection has no two
+    addresses or no start. Both paths, the feed and a stored record, end here."""
+    if type(orig) is not str or type(resp) is not str or not orig or not resp or type(uid) is not str:
         return None
-    if isinstance(start, bool) or not isinstance(start, (int, float)):
+    kind = type(start)
+    if kind is not float and kind is not int:
         return None
-    return ConnFacts(
-        uid,
-        float(start),
-        float(lua_number(duration)),
-        orig,
-        resp,
-        port if type(port) is int else None,
-        proto if isinstance(proto, str) and proto else None,
-        service if isinstance(service, str) and service else None,
-        _integral(lua_number(nbytes)),
+    if type(port) is not int:
+        port = int(port) if type(port) is float and port.is_integer() else None
+    if type(nbytes) is float and nbytes.is_integer():
+        nbytes = int(nbytes)
+    fields = (uid, float(start), float(duration or 0), orig, resp, port, proto or None, service or None, nbytes or 0)
+    return _new_facts(ConnFacts, fields)
+
+
+def conn_fact_values(rec: dict[str, Any], ts: float) -> tuple[Any, ...]:
+    """The rule applied to a conn record (``ts``: its message's ts): the nine values ingest.lua writes to the feed
+    after the uid (start, duration, orig, resp, port, proto, service, bytes; unset: None where Lua writes false)."""
+    start, port = rec.get("ts"), rec.get("id.resp_p")
+    if type(start) is int:
+        start = lua_int(start)
+    if type(start) is not float or not -_EXACT < start < _EXACT:
+        start = ts
+    if type(port) is int:
+        port = lua_int(port)
+    if type(port) is float and not -_EXACT < port < _EXACT:
+        port = None
+    orig, resp, proto, service = (rec.get(f) for f in ("id.orig_h", "id.resp_h", "proto", "service"))
+    return (
+        start,
+        fact_number(rec.get("duration")),
+        orig if type(orig) is str else None,
+        resp if type(resp) is str else None,
+        port if type(port) is float else None,
+        proto if type(proto) is str else None,
+        service if type(service) is str else None,
+        fact_number(rec.get("orig_bytes")) + fact_number(rec.get("resp_bytes")),
     )
 
 
 def conn_facts(uid: str, rec: dict[str, Any], index_start: float) -> ConnFacts | None:
-    """Facts of a stored conn record (``conn:{uid}``), as ingest.lua reads them for the feed."""
-    start = rec.get("ts")
-    if isinstance(start, bool) or not isinstance(start, (int, float)):
-        start = index_start
-    return make_conn_facts(
-        uid,
-        start,
-        rec.get("duration"),
-        rec.get("id.orig_h"),
-        rec.get("id.resp_h"),
-        rec.get("id.resp_p"),
-        rec.get("proto"),
-        rec.get("service"),
-        lua_number(rec.get("orig_bytes")) + lua_number(rec.get("resp_bytes")),
-    )
+    """Facts of a stored conn record (``conn:{uid}``; ``index_start``: its start as the interval index holds it, the
+    message's ts), by the rule above: what ingest.lua wrote to the feed for it."""
+    return make_conn_facts(uid, *conn_fact_values(rec, index_start))
 
 
 def unpack_record(raw: bytes) -> Any:
@@ -196,7 +258,6 @@ class HostAlert(NamedTuple):
 FeedChange = ConnFacts | LongerConn | HttpReply | DnsName | HostAlert  # a ConnFacts: a new connection
 
 _ARITY = {"c": 9, "u": 10, "h": 3, "n": 3, "w": 4}
-_new_facts = tuple.__new__
 
 
 class FeedError(ValueError):
@@ -236,13 +297,11 @@ def decode_feed(payload: bytes) -> FeedEntry:
             raise FeedError(f"feed entry: short change {tag!r} at {i}")
         i += 1 + arity
         if tag == "c" or tag == "u":
-            # the hot path (one per connection): ingest.lua wrote numbers where numbers go, false for unset
-            uid, start, duration, orig, resp, port, proto, service, nbytes = f[:9]
-            if type(uid) is str and type(orig) is str and type(resp) is str and orig and resp and start is not None:
-                port = port if type(port) is int else None
-                fields = (uid, float(start), float(duration), orig, resp, port, proto or None, service or None, nbytes)
-                facts = _new_facts(ConnFacts, fields)
-                out.append(facts if tag == "c" else LongerConn(facts, _integral(lua_number(f[9]))))
+            # the hot path (one per connection): uid and the nine values of the conn facts rule, as ingest.lua
+            # applied it to the record
+            facts = make_conn_facts(*f[:9])
+            if facts is not None:
+                out.append(facts if tag == "c" else LongerConn(facts, _integral(fact_number(f[9]))))
         elif tag == "h":
             if isinstance(f[0], str) and isinstance(f[2], int):
                 out.append(HttpReply(f[0], _opt_float(f[1]), f[2]))

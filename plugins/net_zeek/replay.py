@@ -1,20 +1,28 @@
 """net_zeek's replay source: recorded Zeek logs (TSV or JSON, plain or .gz) in event-time order across files.
 
 Records are read with :class:`~wiredraw.plugins.net_zeek.lines._LineReader`.
+
+A resume token belongs to its set of files, each named by its content (:func:`replay_identity`), not by the
+path given: the same files resume, wherever they are now and in whatever order they are given (a ``.gz`` copy
+of a plain log too, the hash being over decompressed bytes); another set does not (``restore`` raises
+:class:`OtherFiles`, and the probe starts fresh).
 """
 
 from __future__ import annotations
 
 import base64
+import gzip
+import hashlib
 import heapq
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wiredraw.plugins.net_zeek.lines import CHUNK, POLL_BYTES, Message, _Incomplete, _LineReader
+from wiredraw.plugins.net_zeek.lines import CHUNK, ID_MAX, POLL_BYTES, Message, _Incomplete, _LineReader, _open_binary
 from wiredraw.plugins.net_zeek.parser import LogStream, path_from_filename
 from wiredraw.plugins.net_zeek.schema import record_message
 
@@ -24,6 +32,40 @@ from wiredraw.plugins.net_zeek.schema import record_message
 REORDER_SECONDS = 360.0  # event-time window: covers the 5-minute inactivity timeout and then some
 REORDER_MAX = 10000  # most records held per file (bounded memory on a busy sensor; then the window shrinks)
 _NEG_INF = float("-inf")
+
+
+class OtherFiles(ValueError):
+    """A resume token written by a replay of other files."""
+
+
+def replay_identity(path: Path) -> str:
+    """What names a recorded file in a replay's resume token: the SHA-1 of its first :data:`ID_MAX` bytes
+    (decompressed; the whole file when shorter) and how many those were, ``"<hex>:<n>"``.
+
+    Like the live source's :func:`~wiredraw.plugins.net_zeek.lines.identity_of` it is over content, so a moved or
+    compressed copy is the same file; unlike it, it does not stop at the header's ``#open`` line, so two recorded
+    files that share a header (cut from one log, or Zeek test baselines) still differ by their first records.
+    """
+    digest = hashlib.sha1()
+    n = 0
+    try:
+        stream, raw = _open_binary(path)
+    except OSError as exc:
+        raise OtherFiles(f"cannot read {path}: {exc}") from exc
+    try:
+        while n < ID_MAX:
+            chunk = stream.read(ID_MAX - n)
+            if not chunk:
+                break
+            digest.update(chunk)
+            n += len(chunk)
+    except (EOFError, gzip.BadGzipFile, zlib.error, OSError):
+        pass  # a damaged .gz: named by what it holds
+    finally:
+        stream.close()
+        if raw is not stream:
+            raw.close()
+    return f"{digest.hexdigest()}:{n}"
 
 
 @dataclass(slots=True)
@@ -41,6 +83,7 @@ class _Held:
 class _ReplayFile:
     path: Path
     size: int
+    identity: str | None = None  # replay_identity(path), once asked for
     reader: _LineReader | None = None
     stream: LogStream | None = None
     heap: list[tuple[float, int, _Held]] = field(default_factory=list)  # held, by ts
@@ -76,9 +119,10 @@ class ReplaySource:
     Pacing: with ``speed`` a record with ``ts`` t is released once ``(t - t_first) / speed`` seconds of ``clock``
     have passed since the first record; ``fast`` (or ``speed=None``) returns records as fast as they are polled.
 
-    Resume token, per file: the byte offset and line number of the first record still held (or of the read
-    position when none is), the header in force there, and a bitmap of the lines after it whose records were
-    already returned (they are skipped when read again).
+    Resume token, per file: its identity (:func:`replay_identity`), the byte offset and line number of the
+    first record still held (or of the read position when none is), the header in force there, and a bitmap of
+    the lines after it whose records were already returned (they are skipped when read again). A token for
+    another set of files is refused (:class:`OtherFiles`, a ValueError) before anything changes.
     """
 
     def __init__(self, files: list[Path], speed: float | None = 1.0, fast: bool = False,
@@ -173,28 +217,22 @@ class ReplaySource:
             bits = bytearray((max(returned) >> 3) + 1 if returned else 0)
             for r in returned:
                 bits[r >> 3] |= 1 << (r & 7)
-            files.append({"path": str(f.path), "off": offset, "line": before,
+            files.append({"id": self._identity(f), "path": str(f.path), "off": offset, "line": before,
                           "hdr": [h.decode("latin-1") for h in header],
                           "skip": base64.b64encode(bytes(bits)).decode(), "done": f.eof and not f.heap})
-        return {"v": 1, "files": files, "t_first": self.t_first, "t_last": self.t_last}
+        return {"v": 2, "files": files, "t_first": self.t_first, "t_last": self.t_last}
 
     def restore(self, state: Any) -> None:
-        if not isinstance(state, dict) or state.get("v") != 1:
+        if not isinstance(state, dict) or state.get("v") not in (1, 2):
             return
-        saved = state.get("files") or []
-        if [s.get("path") for s in saved] != [str(f.path) for f in self.files]:
-            raise ValueError("the saved replay position is for other files: give the same --replay files, or "
-                             "remove the probe's state directory to start over")
-        for f, s in zip(self.files, saved, strict=True):
+        positions = [self._position(s) for s in self._saved_for(state)]  # all checked before anything changes
+        for f, (done, header, offset, before, skip) in zip(self.files, positions, strict=True):
             self._close_file(f)
             f.heap.clear()
             f.order.clear()
             f.max_ts = float("-inf")
-            f.eof = bool(s.get("done"))
-            header = [h.encode("latin-1") for h in s.get("hdr") or []]
-            offset, before = int(s.get("off", 0)), int(s.get("line", 0))
-            bits = base64.b64decode(s.get("skip") or "")
-            f.skip = {before + 1 + i * 8 + b for i, byte in enumerate(bits) for b in range(8) if byte >> b & 1}
+            f.eof = done
+            f.skip = skip
             f.done_bytes = f.size if f.eof else 0
             if not f.eof:
                 f.reader = _LineReader(f.path, offset, before, identify=False)
@@ -225,6 +263,46 @@ class ReplaySource:
         return done, sum(f.size for f in self.files)
 
     # -- internals ---------------------------------------------------------------------------------------
+    def _identity(self, f: _ReplayFile) -> str:
+        if f.identity is None:
+            f.identity = replay_identity(f.path)
+        return f.identity
+
+    def _saved_for(self, state: dict[str, Any]) -> list[dict[str, Any]]:
+        """The token's entry for each of this replay's files, in its order; OtherFiles unless they are the same set
+        (version 1 tokens, from before files had identities, by the paths given)."""
+        saved = state.get("files")
+        if not isinstance(saved, list) or not all(isinstance(s, dict) for s in saved):
+            raise OtherFiles("resume state is unreadable")
+        if state.get("v") == 1:
+            if [s.get("path") for s in saved] != [str(f.path) for f in self.files]:
+                raise OtherFiles("resume state is for another set of files")
+            return saved
+        by_id: dict[Any, list[dict[str, Any]]] = {}
+        for s in saved:
+            by_id.setdefault(s.get("id"), []).append(s)
+        mine = []
+        for f in self.files:
+            same = by_id.get(self._identity(f))
+            if not same:
+                raise OtherFiles("resume state is for another set of files")
+            mine.append(same.pop(0))
+        if any(by_id.values()):
+            raise OtherFiles("resume state is for another set of files")
+        return mine
+
+    @staticmethod
+    def _position(s: dict[str, Any]) -> tuple[bool, list[bytes], int, int, set[int]]:
+        """(done, header, byte offset, lines before it, lines to skip) of one file's entry in a token."""
+        try:
+            header = [h.encode("latin-1") for h in s.get("hdr") or []]
+            offset, before = int(s.get("off", 0)), int(s.get("line", 0))
+            bits = base64.b64decode(s.get("skip") or "")
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise OtherFiles(f"resume state is unreadable ({exc})") from exc
+        skip = {before + 1 + i * 8 + b for i, byte in enumerate(bits) for b in range(8) if byte >> b & 1}
+        return bool(s.get("done")), header, offset, before, skip
+
     def _releasable(self, f: _ReplayFile) -> bool:
         return bool(f.heap) and (f.eof or len(f.heap) > self.hold_max or f.heap[0][0] <= f.max_ts - self.window)
 

@@ -1,26 +1,28 @@
 """net_zeek's key schema on the server side: batches are applied inside Redis by ``ingest.lua``.
 
-The key templates are declared in ``spec/modules/net_zeek.toml`` (``wiredraw plugins`` prints them);
+The key templates are declared in ``net_zeek.toml`` beside this file (``wiredraw plugins`` prints them);
 this module hands each frame's packed body to the script unchanged, so the server does no per-record
 Python work for Zeek records (notes/perf.md: the Python client, not Redis, is the bottleneck).
 """
 
 from __future__ import annotations
 
-from importlib.resources import files
-from typing import Any, BinaryIO, ClassVar
+from dataclasses import replace
+from typing import Any, BinaryIO
 
 import msgpack
-from wiredraw.core.module import Collected, IngestContext, IngestCounts, WriteBatch
+from wiredraw.core.interval import DEFAULT_INDEX
+from wiredraw.core.module import Body, Collected, Collector, IngestContext, IngestCounts, KeySchema, Script, WriteBatch
 from wiredraw.plugins.net_zeek.parser import LogStream
 
 DEFAULT_RETENTION = 7 * 86400  # seconds of history kept (keys' TTL)
-INGEST_LUA = (files("wiredraw.plugins.net_zeek") / "ingest.lua").read_text(encoding="utf-8")
-
-# Interval index geometry (must match ingest.lua): level k holds connections of duration <= 60 * 4^k.
-INDEX_BASE = 60
-INDEX_FACTOR = 4
-INDEX_LEVELS = 13
+# The interval index ``ix:{level}:{bucket}`` (core/interval.py: level k holds connections lasting at most
+# 60 * 4^k s, each in the bucket of its start): ingest.lua writes it with these constants, query.py reads it.
+INDEX = DEFAULT_INDEX
+_INGEST_FILE = Script.from_package("wiredraw.plugins.net_zeek", "ingest.lua")
+# The script as Redis runs it, the index constants filled in: its SHA-1 (Script.sha) is that of this text.
+INGEST = replace(_INGEST_FILE, source=INDEX.fill_lua(_INGEST_FILE.source))
+INGEST_LUA = INGEST.source
 
 
 def parse_ingest_reply(reply: Any) -> IngestCounts:
@@ -33,36 +35,20 @@ def parse_ingest_reply(reply: Any) -> IngestCounts:
     return IngestCounts(records=records, written=new, repeats=repeats, rejected=reasons)
 
 
-class ZeekSchema:
-    """Mixin for the module object: the server-side write path."""
+class ZeekSchema(KeySchema):
+    """The server-side write path: each frame's packed body handed whole to ingest.lua, counted from its reply."""
 
-    scripts: ClassVar[dict[str, str]] = {"ingest": INGEST_LUA}
-    retention: int = DEFAULT_RETENTION
+    scripts = (INGEST,)
 
-    def ingest_body(self, ctx: IngestContext, body: bytes, batch: WriteBatch) -> bool:
-        batch.script(self.script_sha("ingest"), ctx.probe_id, body, self.retention,  # type: ignore[attr-defined]
-                     on_reply=parse_ingest_reply)
-        return True
+    def __init__(self, retention: int = DEFAULT_RETENTION) -> None:
+        self.retention: int = retention
 
-
-def index_buckets(t0: float, t1: float) -> list[tuple[int, int]]:
-    """The (level, bucket) pairs that can hold a connection active somewhere in [t0, t1].
-
-    A connection in level k lasts at most size_k = 60 * 4^k and sits in the bucket of its start, so it
-    started in [t0 - size_k, t1]: for a point query (t0 == t1) that is at most 2 buckets per level,
-    whatever the connections' lengths.
-    """
-    out: list[tuple[int, int]] = []
-    size = INDEX_BASE
-    for k in range(INDEX_LEVELS):
-        first, last = int((t0 - size) // size), int(t1 // size)
-        out.extend((k, b) for b in range(first, last + 1))
-        size *= INDEX_FACTOR
-    return out
+    def write(self, ctx: IngestContext, body: Body, batch: WriteBatch) -> None:
+        batch.script(INGEST, ctx.probe_id, body.packed, self.retention, on_reply=parse_ingest_reply)
 
 
 def record_message(record: Any) -> dict[str, Any]:
-    """The wire message for one parsed Zeek record (spec/modules/net_zeek.toml, message ``log``)."""
+    """The wire message for one parsed Zeek record (net_zeek.toml, message ``log``)."""
     msg: dict[str, Any] = {"path": record.path, "ts": record.ts, "rec": _PACKER.pack(record.fields)}
     if record.uid is not None:
         msg["uid"] = record.uid
@@ -72,10 +58,10 @@ def record_message(record: Any) -> dict[str, Any]:
 _PACKER = msgpack.Packer(use_bin_type=True)
 
 
-class ZeekCollector:
-    """Mixin for the module object: ``POST /logs/<type>`` (JSON lines, or TSV lines after their header)."""
+class ZeekCollector(Collector):
+    """Uploads: ``POST /logs/<type>`` (JSON lines, or TSV lines after their header)."""
 
-    http_prefix: ClassVar[str | None] = "logs"
+    prefix = "logs"
 
     def collect(self, name: str, body: BinaryIO) -> Collected:
         stream = LogStream(f"POST /logs/{name}", path_hint=name)

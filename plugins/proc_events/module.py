@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wiredraw.core.hookspecs import hookimpl
-from wiredraw.core.module import Module, builtin_spec_path
+from wiredraw.core.module import Module, ModuleSpec
 from wiredraw.plugins.proc_events.schema import ProcSchema
 
 if TYPE_CHECKING:
@@ -15,8 +16,14 @@ if TYPE_CHECKING:
     from wiredraw.plugins.proc_events.view import ProcEventsView
 
 
-class ProcEventsModule(ProcSchema, Module):
-    spec_path = builtin_spec_path("proc_events")
+class ProcEventsModule(Module):
+    """Module proc_events: its part (the write path :class:`ProcSchema`), its probe options and source, its view."""
+
+    spec_path = Path(__file__).with_name("proc_events.toml")
+
+    def __init__(self, spec: ModuleSpec | None = None) -> None:
+        super().__init__(spec)
+        self.schema: ProcSchema = ProcSchema()
 
     def add_probe_options(self, parser: argparse.ArgumentParser) -> None:
         g = parser.add_argument_group("proc_events source", "the processes of this host (Linux /proc)")

@@ -1,10 +1,10 @@
-"""proc_events' key schema (spec/modules/proc_events.toml) and its server-side write path.
+"""proc_events' key schema (proc_events.toml) and its server-side write path.
 
 Plain Redis commands and one small script: every write is HSETNX, ZADD (a member already there with its score
 changes nothing), ZADD GT/LT, ZREM, or alive.lua (one call per batch: add to the alive set the processes whose
 record has no end), so a message repeated by the same probe changes nothing and notifies nothing (glouglou's set
 trick). The view translation follows ``hset`` events on ``proc:*`` and ``zadd`` events on
-``probes``; see viz.py.
+``probes``; see view.py.
 
 Counting: the reply of each record's defining HSETNX (fork: start, exec: x:{t}, exit: end; a snapshot counts
 one record per process, by its x:{t}) tells whether it was new (written) or a repeat; a bad snapshot entry is
@@ -15,22 +15,19 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
-from importlib.resources import files
-from typing import Any, ClassVar
+from typing import Any
 
-from wiredraw.core.module import IngestContext, WriteBatch, count_new
+from wiredraw.core.interval import DEFAULT_INDEX
+from wiredraw.core.module import Body, IngestContext, KeySchema, Script, WriteBatch, count_new
 
 PREFIX = "wd:proc_events:"
 PROBES_KEY = PREFIX + "probes"
 FIRST_KEY = PREFIX + "first"
 DEFAULT_RETENTION = 7 * 86400
 CHUNK = 600  # seconds of event time per history key
-INDEX_BASE = 60
-INDEX_FACTOR = 4
-INDEX_LEVELS = 13  # up to 60 * 4^12 s, about 32 years
+INDEX = DEFAULT_INDEX  # the interval index ix:{level}:{bucket} of ended processes (core/interval.py)
 EXEC_FIELDS = ("exe", "argv", "uid", "user", "cwd", "comm")
-ALIVE_LUA = (files("wiredraw.plugins.proc_events") / "alive.lua").read_text(encoding="utf-8")
+ALIVE = Script.from_package("wiredraw.plugins.proc_events", "alive.lua")
 
 
 def fmt_start(start: float) -> str:
@@ -58,46 +55,33 @@ def events_key(kind: str, t: float) -> str:
     return f"{PREFIX}events:{kind}:{int(t // CHUNK)}"
 
 
-def index_level(duration: float) -> int:
-    size, k = INDEX_BASE, 0
-    while size < duration and k < INDEX_LEVELS - 1:
-        size *= INDEX_FACTOR
-        k += 1
-    return k
-
-
 def index_key(start: float, end: float) -> str:
-    k = index_level(end - start)
-    return f"{PREFIX}ix:{k}:{int(start // (INDEX_BASE * INDEX_FACTOR**k))}"
+    k, b = INDEX.place(start, end - start)
+    return f"{PREFIX}ix:{k}:{b}"
 
 
 def index_ranges(t0: float, t1: float) -> list[tuple[str, float, float]]:
     """(key, min start, max start) of every index bucket that can hold a process ended in [t0, +inf) and started
     by t1: level k holds durations <= size_k, so such a process started in [t0 - size_k, t1]."""
-    out = []
-    size = INDEX_BASE
-    for k in range(INDEX_LEVELS):
-        lo = t0 - size
-        for b in range(int(lo // size), int(t1 // size) + 1):
-            out.append((f"{PREFIX}ix:{k}:{b}", lo, t1))
-        size *= INDEX_FACTOR
-    return out
+    return [(f"{PREFIX}ix:{k}:{b}", t0 - INDEX.size(k), t1) for k, b in INDEX.buckets(t0, t1)]
 
 
 def exec_record(msg: dict[str, Any]) -> str:
     return json.dumps({f: msg.get(f) for f in EXEC_FIELDS}, separators=(",", ":"), ensure_ascii=False)
 
 
-class ProcSchema:
-    """Mixin for the module object: the write path (``ingest``)."""
+class ProcSchema(KeySchema):
+    """The write path: each frame's validated messages as plain commands and one call of alive.lua."""
 
-    retention: int = DEFAULT_RETENTION
-    scripts: ClassVar[dict[str, str]] = {"alive": ALIVE_LUA}
+    scripts = (ALIVE,)
 
-    def ingest(self, ctx: IngestContext, messages: Iterable[dict[str, Any]], batch: WriteBatch) -> int:
-        w = _Writer(ctx.probe_id, batch, self.retention, self.script_sha("alive"))  # type: ignore[attr-defined]
+    def __init__(self, retention: int = DEFAULT_RETENTION) -> None:
+        self.retention: int = retention
+
+    def write(self, ctx: IngestContext, body: Body, batch: WriteBatch) -> None:
+        w = _Writer(ctx.probe_id, batch, self.retention)
         kind = ctx.message_type
-        for msg in messages:
+        for msg in body.messages():
             if kind == "fork":
                 w.fork(msg["pid"], msg["ppid"], msg["start"], count=True)
             elif kind == "exec":
@@ -106,15 +90,14 @@ class ProcSchema:
                 w.exit(msg["pid"], msg["start"], msg["end"], msg.get("code"))
             elif kind == "snapshot":
                 w.snapshot(msg)
-        w.finish()
-        return 0  # written and repeats come from the replies (see the module docstring)
+        w.finish()  # written and repeats come from the replies (see the module docstring)
 
 
 class _Writer:
     """The commands of one batch; per-batch bookkeeping (TTLs once per key, the probe's time span once)."""
 
-    def __init__(self, probe: str, batch: WriteBatch, retention: int, alive_sha: str) -> None:
-        self.probe, self.batch, self.retention, self.alive_sha = probe, batch, retention, alive_sha
+    def __init__(self, probe: str, batch: WriteBatch, retention: int) -> None:
+        self.probe, self.batch, self.retention = probe, batch, retention
         self.alive: dict[str, tuple[str, float]] = {}  # member -> (proc key, start): added unless ended
         self.expire: set[str] = set()
         self.lo, self.hi = math.inf, -math.inf
@@ -189,7 +172,7 @@ class _Writer:
             args: list[Any] = [alive_key(self.probe)]
             for member, (key, start) in self.alive.items():
                 args += [key, start, member]
-            self.batch.script(self.alive_sha, *args)
+            self.batch.script(ALIVE, *args)
         for key in sorted(self.expire):
             add("EXPIRE", key, self.retention)
         if self.hi > -math.inf:

@@ -58,7 +58,7 @@ from wiredraw.core.graph import (
 from wiredraw.plugins.proc_events.schema import (
     CHUNK,
     FIRST_KEY,
-    INDEX_BASE,
+    INDEX,
     PREFIX,
     PROBES_KEY,
     alive_key,
@@ -280,7 +280,7 @@ class ProcEventsView(ModuleView):
         probes = await self._probes()
         lo, hi = t0 - self.opts.fade, min(t1, latest)  # nothing started after the latest event time
         cmds: list[tuple[Any, ...]] = [("ZRANGEBYSCORE", alive_key(p), "-inf", hi) for p in probes]
-        if math.isfinite(lo) and (hi - lo) / INDEX_BASE <= MAX_BUCKETS:
+        if math.isfinite(lo) and (hi - lo) / INDEX.base <= MAX_BUCKETS:
             cmds += [("ZRANGEBYSCORE", key, a, hi) for key, a, _b in index_ranges(lo, hi)]
         else:
             cmds += [("ZRANGEBYSCORE", key, "-inf", hi) for key in await self._index_keys()]

@@ -6,6 +6,9 @@ Run from anywhere: ``python3 spec/vectors/make_wire_vectors.py`` (writes the fil
 It builds every byte with msgpack and hmac directly and never imports wiredraw, so the vectors say what
 the spec says, not what the implementation happens to do; tests/core/test_wire_vectors.py holds the
 implementation to them.
+
+Why one file of ~600 lines: it is an independent second statement of spec/wire.md, section by section, and must
+stand alone (it imports nothing of wiredraw), so it cannot share the implementation's helpers.
 """
 
 from __future__ import annotations

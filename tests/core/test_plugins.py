@@ -11,10 +11,15 @@ from pathlib import Path
 import pytest
 from wiredraw.core import devtest, hookspecs
 from wiredraw.core.hookspecs import hookimpl
-from wiredraw.core.module import Module, SpecError, builtin_spec_path, load_module_spec
+from wiredraw.core.module import Module, SpecError, load_module_spec
 from wiredraw.core.plugins import ENTRY_POINT_GROUP, PluginError, load_modules, load_registry
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def declaration(slug: str) -> Path:
+    """A built-in module's declaration: in its package, devtest's beside core/devtest.py."""
+    return ROOT / "core" / "devtest.toml" if slug == "devtest" else ROOT / "plugins" / slug / f"{slug}.toml"
 
 
 def test_registry_blocks_and_builtin_ids():
@@ -52,7 +57,7 @@ def test_builtins_load_through_entry_points():
 def test_declarations_agree_with_registry_and_keys_stay_in_prefix():
     reg = load_registry()
     for slug in ("net_zeek", "proc_events", "devtest"):
-        spec = load_module_spec(builtin_spec_path(slug))
+        spec = load_module_spec(declaration(slug))
         if spec.id in reg.ids:
             assert reg.ids[spec.id] == slug
         assert spec.keys, f"{slug} declares no keys"
@@ -93,7 +98,7 @@ def test_bad_field_type_is_rejected(tmp_path):
 
 
 def test_key_template_matching():
-    spec = load_module_spec(builtin_spec_path("devtest"))
+    spec = load_module_spec(declaration("devtest"))
     assert spec.key_matches("wd:devtest:tick:42").template == "wd:devtest:tick:{n}"
     assert spec.key_matches("wd:devtest:ticks:s1").template == "wd:devtest:ticks:{probe}"
     assert spec.key_matches("wd:devtest:other") is None
@@ -113,7 +118,7 @@ class _Plugin:
 
 
 def _module(mid, slug):
-    spec = load_module_spec(builtin_spec_path("devtest"))
+    spec = load_module_spec(declaration("devtest"))
     from dataclasses import replace
 
     return Module(replace(spec, id=mid, slug=slug))

@@ -112,7 +112,7 @@ def test_wheel_installs_only_under_wiredraw(tmp_path):
     for pkg in ("core", "plugins/net_zeek", "plugins/proc_events", "probes", "viz", "spec"):
         assert f"wiredraw/{pkg}/__init__.py" in names
     assert "wiredraw/spec/registry.toml" in names
-    assert "wiredraw/spec/modules/net_zeek.toml" in names
+    assert "wiredraw/plugins/net_zeek/net_zeek.toml" in names
     entry = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "net_zeek = wiredraw.plugins.net_zeek.module" in entry
 

@@ -128,6 +128,18 @@ def test_generated_source_test_passes(generated_package, tmp_path):
         sys.modules.pop("test_my_source_source", None)
 
 
+def test_generated_write_path_test_passes(generated_package):
+    """The scaffold's write path (module.write -> its schema part) counts as the server counts."""
+    _, target = generated_package
+    sys.path.insert(0, str(target / "tests"))
+    try:
+        mod = importlib.import_module("test_my_source_conformance")
+        mod.test_write_path_counts_new_repeats_and_rejects()
+    finally:
+        sys.path.remove(str(target / "tests"))
+        sys.modules.pop("test_my_source_conformance", None)
+
+
 def test_refuses_bad_slugs_ids_and_busy_folders(tmp_path, capsys):
     for slug in ("My", "x", "1abc", "a-b", "proc_events", "core"):
         with pytest.raises(ScaffoldError, match=repr(slug)):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import textwrap
-from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import msgpack
 import pytest
 from wiredraw.core.graph import Graph, ModuleView, Node
-from wiredraw.core.module import IngestContext, Module, WriteBatch, load_module_spec
+from wiredraw.core.module import Body, IngestContext, Module, WriteBatch, load_module_spec
 from wiredraw.plugins.http_traefik.module import HttpTraefikModule
 from wiredraw.plugins.net_zeek.module import NetZeekModule
 from wiredraw.plugins.proc_events.module import ProcEventsModule
@@ -25,7 +24,7 @@ from wiredraw.testing.vectors import VectorFileError, load_vectors
 pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).resolve().parents[3]
-VECTORS = ROOT / "spec" / "vectors"
+PLUGINS = ROOT / "plugins"
 
 
 # --- the built-in modules pass it ---------------------------------------------------------------------------------
@@ -33,19 +32,19 @@ VECTORS = ROOT / "spec" / "vectors"
 
 class TestNetZeekConformance(ModuleConformance):
     module = NetZeekModule()
-    vectors = VECTORS / "net_zeek-messages.json"
+    vectors = PLUGINS / "net_zeek" / "vectors" / "net_zeek-messages.json"
     entry_point = "net_zeek"
 
 
 class TestProcEventsConformance(ModuleConformance):
     module = ProcEventsModule()
-    vectors = VECTORS / "proc_events-messages.json"
+    vectors = PLUGINS / "proc_events" / "vectors" / "proc_events-messages.json"
     entry_point = "proc_events"
 
 
 class TestHttpTraefikConformance(ModuleConformance):
     module = HttpTraefikModule()
-    vectors = VECTORS / "http_traefik-messages.json"
+    vectors = PLUGINS / "http_traefik" / "vectors" / "http_traefik-messages.json"
     entry_point = "http_traefik"
 
 
@@ -97,14 +96,14 @@ class DemoModule(Module):
     key = "wd:kit_demo:thing:{name}"
     viz: type[DemoView] | None = DemoView
 
-    def ingest(self, ctx: IngestContext, messages: Iterable[dict[str, Any]], batch: WriteBatch) -> int:
+    def write(self, ctx: IngestContext, body: Body, batch: WriteBatch) -> None:
         n = 0
-        for msg in messages:
+        for msg in body.messages():
             key = self.key.format(name=msg["name"])
             batch.add("HSET", key, "n", msg["n"])
             batch.add("EXPIRE", key, 3600)
             n += 1
-        return n
+        batch.counts.written += n
 
     def make_view(self, store: Any, options: Any) -> DemoView | None:
         return self.viz(store, options) if self.viz is not None else None
@@ -215,11 +214,11 @@ def test_wrong_vectors_fail_naming_the_vector(tmp_path):
 
 def test_a_module_raising_on_bad_input_fails_naming_the_error(tmp_path):
     class Fragile(DemoModule):
-        def ingest(self, ctx, messages, batch):
-            for msg in messages:
+        def write(self, ctx, body, batch):
+            for msg in body.messages():
                 if msg["n"] < 0:
                     raise KeyError("negative")
-            return super().ingest(ctx, messages, batch)
+            super().write(ctx, body, batch)
 
     suite = demo_suite(tmp_path, module_class=Fragile)
     fails(suite, "test_bad_input_raises_only_the_protocol_error",
@@ -315,11 +314,11 @@ def test_a_subclass_in_a_third_party_test_file_is_collected_and_runs(pytester, t
         from wiredraw.testing import ModuleConformance
 
         class Demo(Module):
-            def ingest(self, ctx, messages, batch):
-                for m in messages:
+            def write(self, ctx, body, batch):
+                for m in body.messages():
                     batch.add("HSET", "wd:kit_demo:thing:" + m["name"], "n", m["n"])
                     batch.add("EXPIRE", "wd:kit_demo:thing:" + m["name"], 3600)
-                return len(messages)
+                batch.counts.written += len(body.messages())
 
         class TestDemo(ModuleConformance):
             module = Demo(load_module_spec({str(tmp_path / 'kit_demo.toml')!r}))

@@ -63,7 +63,7 @@ class TestHttpTraefikConformanceWithSamples(ModuleConformance):
     (tests/core/testing/test_conformance.py runs it on the vectors alone)."""
 
     module = HttpTraefikModule()
-    vectors = ROOT / "spec" / "vectors" / "http_traefik-messages.json"
+    vectors = ROOT / "plugins" / "http_traefik" / "vectors" / "http_traefik-messages.json"
     samples = tuple(("request", m) for m in messages(ALL, "web"))
     entry_point = "http_traefik"
 
@@ -133,7 +133,7 @@ def test_keys_declared_and_idempotent(ingest, redis_client):
     assert (first.written, first.repeats) == (5, 0)
     again = ingest(msgs)
     assert (again.written, again.repeats) == (0, 5)
-    spec = load_module_spec(ROOT / "spec" / "modules" / "http_traefik.toml")
+    spec = load_module_spec(ROOT / "plugins" / "http_traefik" / "http_traefik.toml")
     keys = [k.decode() for k in redis_client.keys("*")]
     assert sorted(keys) == ["wd:http_traefik:first", "wd:http_traefik:last", f"wd:http_traefik:req:{int(T // 600)}"]
     for key in keys:

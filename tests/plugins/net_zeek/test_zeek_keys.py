@@ -8,7 +8,7 @@ from pathlib import Path
 import helpers
 import msgpack
 import pytest
-from wiredraw.core.module import IngestContext, WriteBatch
+from wiredraw.core.module import Body, IngestContext, WriteBatch
 from wiredraw.plugins.net_zeek.module import NetZeekModule
 from wiredraw.plugins.net_zeek.query import active, conn_probes, host_probes
 from wiredraw.plugins.net_zeek.schema import INGEST_LUA, parse_ingest_reply
@@ -34,11 +34,12 @@ def conn(uid, ts, duration=1.0, orig="10.0.0.1", resp="192.0.2.7", ob=100, rb=90
 def ingest(redis_client):
     sha = redis_client.script_load(INGEST_LUA)
     module = NetZeekModule()
-    assert sha == module.script_sha("ingest")
+    assert [sha] == [script.sha for script in module.scripts]
 
     def run(messages, probe="s1", body=None):
         batch = WriteBatch(module.spec)
-        assert module.ingest_body(IngestContext(probe, "log", time.time()), body or PACK.pack(messages), batch)
+        packed = Body(body or PACK.pack(messages), module.spec.messages["log"])
+        module.write(IngestContext(probe, "log", time.time()), packed, batch)
         (command,) = batch.commands
         reply = redis_client.execute_command(*command)
         return batch.reply_handlers[0][1](reply)

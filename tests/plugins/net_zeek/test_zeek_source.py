@@ -220,6 +220,31 @@ def test_only_the_asked_logs_and_not_zeekctl_files(tmp_path: Path) -> None:
     assert uids(only) == ["C000001"] and only[0][1]["path"] == "dns"
 
 
+def test_the_live_source_says_what_it_waits_for(tmp_path: Path) -> None:
+    """For the probe's waiting lines: no file open is a wait (for the logs, or the directory); a file followed that
+    nothing is written to is not."""
+    logdir = tmp_path / "current"
+    logdir.mkdir()
+    src = live_source(logdir)
+    assert drain(src) == [] and src.waiting() == f"Zeek logs (*.log) to appear in {logdir}"
+    only = live_source(logdir, logs={"conn", "dns"})
+    assert drain(only) == [] and only.waiting() == f"conn.log, dns.log to appear in {logdir}"
+    z = ZeekDir(tmp_path)
+    z.open_new()
+    z.append(row(0))
+    assert uids(drain(only)) == expected(range(1)) and only.waiting() is None
+    assert drain(only) == [] and only.waiting() is None  # followed, idle: not a wait
+    token = json.loads(json.dumps(only.state()))
+    only.close()
+    shutil.rmtree(logdir)
+    gone = live_source(logdir, logs={"conn"})
+    gone.restore(token)
+    assert drain(gone) == [] and gone.waiting() == f"the log directory {logdir} (not there now)"
+    logdir.mkdir()
+    assert drain(gone) == [] and gone.waiting() is not None and "conn file being read when the probe stopped" in \
+        str(gone.waiting())
+
+
 def test_identity_is_the_header_through_open_or_the_first_record() -> None:
     h = header("conn", "2024-04-29-16-00-01")
     ident = identity_of(h + row(1), final=False)
@@ -422,8 +447,69 @@ def test_replay_restarts_exactly_once() -> None:
         src.restore(token)
         assert src.progress()[1] > 0
     assert canon(got) == canon(replay_records(*files))
-    with pytest.raises(ValueError, match="other files"):
+    with pytest.raises(ValueError, match="resume state is for another set of files"):
         ReplaySource([DNS16], fast=True).restore(token)
+
+
+def half_replayed(files: list[Path], n: int = 3000) -> tuple[list[Message], Any]:
+    """The first ``n`` records of a replay of ``files`` and its resume token, as saved (JSON)."""
+    src = ReplaySource(files, fast=True)
+    got = src.poll(n)
+    token = json.loads(json.dumps(src.state()))
+    src.close()
+    return got, token
+
+
+def test_replay_state_belongs_to_its_files_wherever_they_are_and_in_any_order(tmp_path: Path) -> None:
+    need_data()
+    got, token = half_replayed([CONN16, DNS16])
+    # the same files moved, renamed, decompressed, and given in the other order: they resume, exactly once
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    (moved / "dns.log").write_bytes(gzip.decompress(DNS16.read_bytes()))
+    os.symlink(CONN16, moved / "c.log.gz")
+    src = ReplaySource([moved / "dns.log", moved / "c.log.gz"], fast=True)
+    src.restore(token)
+    got += drain(src, 700)
+    assert canon(got) == canon(replay_records(CONN16, DNS16))
+    # another set (one file fewer, one more, or other files) is refused before anything changes
+    for files in ([CONN16], [CONN16, DNS16, DNS16], [ROLLING / "conn.15:00:00-16:00:00.log.gz", DNS16]):
+        other = ReplaySource(files, fast=True)
+        with pytest.raises(source_mod.OtherFiles, match="^resume state is for another set of files$"):
+            other.restore(token)
+        assert canon(drain(other, 700)) == canon(replay_records(*files))  # from the start, untouched
+
+
+def test_replay_state_of_the_same_path_with_other_content_is_refused(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bug as met: `--replay conn.log` in a/, then in b/: the same path, other files."""
+    for d, i in (("a", 0), ("b", 100)):
+        (tmp_path / d).mkdir()
+        # one header for both (Zeek test baselines, or files cut from one log): only the records differ
+        (tmp_path / d / "conn.log").write_bytes(header("conn", "2024-04-29-20-00-00") + b"".join(row(i + k)
+                                                                                              for k in range(5)))
+    monkeypatch.chdir(tmp_path / "a")
+    first = ReplaySource([Path("conn.log")], fast=True)
+    assert uids(drain(first)) == expected(range(5)) and first.finished()
+    token = json.loads(json.dumps(first.state()))
+    monkeypatch.chdir(tmp_path / "b")
+    second = ReplaySource([Path("conn.log")], fast=True)
+    with pytest.raises(ValueError, match="another set of files"):
+        second.restore(token)
+    assert uids(drain(second)) == expected(range(100, 105))
+    # a token of the old shape (paths only) still resumes by its paths
+    old = {**token, "v": 1, "files": [{k: v for k, v in f.items() if k != "id"} for f in token["files"]]}
+    again = ReplaySource([Path("conn.log")], fast=True)
+    again.restore(old)
+    assert again.finished() and drain(again) == []
+
+
+def test_replay_identity_is_over_content() -> None:
+    need_data()
+    plain = source_mod.replay_identity(CONN16)
+    assert plain == source_mod.replay_identity(CONN16)
+    assert plain != source_mod.replay_identity(DNS16)
+    assert plain.endswith(f":{source_mod.ID_MAX}")
 
 
 def test_replay_pacing_follows_event_time_at_speed() -> None:

@@ -80,7 +80,7 @@ def test_make_viz_and_what_the_spec_declares(store):
     viz = module.make_view(store, {})
     assert isinstance(viz, NetZeekView)
     assert viz.watch_keys == (FEED_KEY,) and viz.node_kinds == ("host",) and viz.edge_kinds == ("conn",)
-    spec = load_module_spec(ROOT / "spec" / "modules" / "net_zeek.toml")
+    spec = load_module_spec(ROOT / "plugins" / "net_zeek" / "net_zeek.toml")
     assert spec.notify_classes == "t"  # an XADD is class t: the only event the translation follows
     assert spec.key_matches(FEED_KEY).type == "stream" and spec.key_matches(FEED_LAST_KEY).type == "string"
     with pytest.raises(ValueError, match="local_networks"):
@@ -279,7 +279,7 @@ def test_longer_reports_of_real_open_connections_replace_their_contribution(inge
                 longest[r.uid] = r.fields
     edge_bytes: Counter[str] = Counter()
     for f in longest.values():
-        edge_bytes[f"{f['id.orig_h']}>{f['id.resp_h']}"] += (f["orig_bytes"] or 0) + (f["resp_bytes"] or 0)
+        edge_bytes[f"{f['id.orig_h']}>{f['id.resp_h']}"] += f.get("orig_bytes", 0) + f.get("resp_bytes", 0)
     assert {eid: e.attrs["bytes"] for eid, e in live.graph.edges.items()} == dict(edge_bytes)
 
 
@@ -311,9 +311,8 @@ def test_graph_over_a_whole_conn_log_has_its_addresses_and_pairs(ingest, viz):
     assert {eid: e.attrs["conns"] for eid, e in g.edges.items()} == dict(pairs)
     nbytes: Counter[str] = Counter()
     for r in records:
-        nbytes[f"{r.fields['id.orig_h']}>{r.fields['id.resp_h']}"] += (r.fields["orig_bytes"] or 0) + (
-            r.fields["resp_bytes"] or 0
-        )
+        f = r.fields
+        nbytes[f"{f['id.orig_h']}>{f['id.resp_h']}"] += f.get("orig_bytes", 0) + f.get("resp_bytes", 0)
     assert {eid: e.weight for eid, e in g.edges.items()} == {eid: float(b) for eid, b in nbytes.items()}
     g.check()
     proxy = g.edges["10.0.0.111>10.0.0.238"]
@@ -327,7 +326,7 @@ def test_a_connection_of_many_hours_is_in_the_graph_at_every_point(ingest, viz):
     path = ROLLING / "conn.15:00:00-16:00:00.log.gz"
     for batch in batches((path,)):
         ingest(batch)
-    r = max(read_log(path).records, key=lambda r: r.fields["duration"] or 0)
+    r = max(read_log(path).records, key=lambda r: r.fields.get("duration", 0))
     start, duration = r.ts, r.fields["duration"]
     assert duration > 5 * 3600
     eid = f"{r.fields['id.orig_h']}>{r.fields['id.resp_h']}"

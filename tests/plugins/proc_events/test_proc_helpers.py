@@ -1,4 +1,4 @@
-"""Helpers for the proc_events tests (no tests here): the server's write path (module.ingest, one MULTI per batch,
+"""Helpers for the proc_events tests (no tests here): the server's write path (module.write, one MULTI per batch,
 as the core sends it), recorded events built in tests, and the core's live loop."""
 
 from __future__ import annotations
@@ -18,16 +18,16 @@ T0 = 1_700_000_000.0
 
 
 class ProcIngester:
-    """``ingest(message_type, messages, probe)`` as the server does it: validated, then module.ingest's commands in
+    """``ingest(message_type, messages, probe)`` as the server does it: validated, then module.write's commands in
     one transaction, counted from the replies."""
 
     def __init__(self, client: redis.Redis, retention: int | None = None) -> None:
         self.client = client
         self.module = ProcEventsModule()
-        for source in self.module.scripts.values():  # as the server does on every connection
-            client.script_load(source)
+        for script in self.module.scripts:  # as the server does on every connection
+            client.script_load(script.source)
         if retention is not None:
-            self.module.retention = retention
+            self.module.schema.retention = retention
 
     def __call__(self, message_type: str, messages: Sequence[dict[str, Any]], probe: str = "h1") -> IngestCounts:
         return write_messages(self.client, self.module, message_type, messages, probe)

@@ -1,4 +1,4 @@
-"""proc_events' key schema (module.ingest against a real redis-server) and its view translation (plugins/proc_events/
+"""proc_events' key schema (module.write against a real redis-server) and its view translation (plugins/proc_events/
 viz.py): live path == query path, pid reuse, fading, pulses, details, histogram."""
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def test_every_key_written_is_declared_with_its_type_and_ttl(ingest, redis_clien
     ingest.events(shell_run())
     ingest("snapshot", [{"t": T0 + 2, "procs": [{"pid": 100, "ppid": 1, "start": T0 - 50, "t": T0 - 50,
                                                  "exe": "/usr/bin/bash", "argv": ["bash"], "uid": 1000}]}])
-    spec = load_module_spec(ROOT / "spec" / "modules" / "proc_events.toml")
+    spec = load_module_spec(ROOT / "plugins" / "proc_events" / "proc_events.toml")
     keys = [k.decode() for k in redis_client.keys("*")]
     assert keys
     for key in keys:
