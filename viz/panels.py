@@ -86,6 +86,7 @@ class ViewerSettings:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # a leftover .tmp keeps its mode through O_CREAT; the token must not be readable
         with os.fdopen(fd, "w") as f:
             json.dump({"server": server, "token": token, "module": module}, f)
         os.replace(tmp, self.path)

@@ -54,11 +54,25 @@ def add_data_dir(p: argparse.ArgumentParser) -> None:
 def run_reactor(start: Any) -> int:
     from twisted.internet import reactor
 
-    codes: list[int] = []
-    reactor.callWhenRunning(lambda: start(reactor).addBoth(codes.append))
+    codes: list[Any] = []
+
+    def ended(result: Any) -> None:
+        codes.append(result)
+        if not isinstance(result, int):  # it failed: say why and stop, rather than sit in the reactor silently
+            error = getattr(result, "value", result)
+            if isinstance(error, ValueError):  # what the user can fix (CredentialError is one): its words alone
+                print(f"wiredraw: {error}", file=sys.stderr, flush=True)
+            else:
+                print(f"wiredraw: stopped by an error: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
+            if reactor.running:
+                reactor.stop()
+
+    reactor.callWhenRunning(lambda: start(reactor).addBoth(ended))
     reactor.run()
     code = codes[0] if codes else 0
-    return code if isinstance(code, int) else 1
+    if not isinstance(code, int):
+        return 2 if isinstance(getattr(code, "value", None), ValueError) else 1
+    return code
 
 
 def log_to_stderr(verbose: bool) -> None:

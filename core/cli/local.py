@@ -28,6 +28,21 @@ class _Viewer(protocol.ProcessProtocol):
         self.ended.callback(code if code is not None else 1)
 
 
+def viewer_args(args: Any) -> list[str]:
+    """The ``wiredraw viz`` options that ``--offscreen``, ``--screenshot`` (taken shortly before ``--duration``
+    ends) and ``--size`` of ``demo``/``open`` stand for."""
+    out: list[str] = []
+    if args.offscreen:
+        out.append("--offscreen")
+    if args.screenshot is not None:
+        out += ["--screenshot", str(Path(args.screenshot).absolute())]
+        if args.duration > 0:
+            out += ["--screenshot-after", str(max(1.0, args.duration - 4.0))]
+    if args.size:
+        out += ["--size", args.size]
+    return out
+
+
 def has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer
 from wiredraw.core.cli.common import about, add_data_dir, run_reactor
-from wiredraw.core.cli.local import LocalRun, local_credentials, write_private
+from wiredraw.core.cli.local import LocalRun, local_credentials, viewer_args, write_private
 from wiredraw.core.module import Module, OpenRequest
 from wiredraw.core.plugins import LoadedModule, ModuleSet
 from wiredraw.core.timeparse import parse_time
@@ -113,7 +113,7 @@ def _remote_credentials(args: argparse.Namespace, viz: str) -> tuple[bytes, Path
 @defer.inlineCallbacks
 def run_open(reactor: Any, modules: ModuleSet, args: argparse.Namespace, loaded: LoadedModule, opened: Opened,
              out: Any = None) -> Any:
-    from wiredraw.core.address import DEFAULT_VIZ_PORT, parse_server
+    from wiredraw.core.address import parse_server
     from wiredraw.core.server.service import ServerConfig
     from wiredraw.probes.runner import ProbeOptions
 
@@ -132,8 +132,8 @@ def run_open(reactor: Any, modules: ModuleSet, args: argparse.Namespace, loaded:
         viz = server.listeners.address("viz")
     else:
         host, port = parse_server(args.server)
-        viz = args.viz or f"{host}:{DEFAULT_VIZ_PORT}"
-        key, token_file = _remote_credentials(args, viz)
+        viz = args.viz
+        key, token_file = args.remote
     opts = ProbeOptions(host=host, port=port, probe_id=args.probe_id, key=key,
                         state_dir=place / f"probe-{args.probe_id}",
                         progress_interval=2.0 if not opened.live else 30.0)
@@ -161,14 +161,7 @@ def run_open(reactor: Any, modules: ModuleSet, args: argparse.Namespace, loaded:
     watch = f"wiredraw watch --server {viz} --token-file {token_file} --module {slug}"
     viewing = False
     if not args.no_viewer:
-        viewer_args: list[str] = ["--size", args.size] if args.size else []
-        if args.offscreen:
-            viewer_args.append("--offscreen")
-        if args.screenshot is not None:
-            viewer_args += ["--screenshot", str(args.screenshot.absolute())]
-            if args.duration > 0:
-                viewer_args += ["--screenshot-after", str(max(1.0, args.duration - 4.0))]
-        viewing = run.open_viewer(viz, token_file, slug, viewer_args,
+        viewing = run.open_viewer(viz, token_file, slug, viewer_args(args),
                                   no_display_hint=f"Watch it as JSON: {watch}; or render it: wiredraw open "
                                                   f"--offscreen --screenshot graph.png --duration 20 PATH")
     if not viewing:
@@ -194,6 +187,11 @@ def cmd_open(args: argparse.Namespace, modules: ModuleSet) -> int:
         raise ValueError(f"--speed {args.speed}: expected a number > 0")
     since = parse_time(args.since, "--since") if args.since is not None else None
     request = OpenRequest(tuple(args.paths), live=args.live, since=since, speed=None if args.fast else args.speed)
+    if args.server is not None:  # asked for (or read) before anything starts
+        from wiredraw.core.address import DEFAULT_VIZ_PORT, parse_server
+
+        args.viz = args.viz or f"{parse_server(args.server)[0]}:{DEFAULT_VIZ_PORT}"
+        args.remote = _remote_credentials(args, args.viz)
     loaded, opened = claim(modules, request, args.module)
     return run_reactor(lambda reactor: run_open(reactor, modules, args, loaded, opened))
 

@@ -105,21 +105,13 @@ def cmd_demo(args: argparse.Namespace, modules: ModuleSet) -> int:
     """
 
     from wiredraw.core.cli.demo import run_demo
+    from wiredraw.core.cli.local import viewer_args
 
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="wiredraw-demo-"))
-    viewer_args: list[str] = []
-    if args.offscreen:
-        viewer_args.append("--offscreen")
-    if args.screenshot is not None:
-        viewer_args += ["--screenshot", str(args.screenshot.absolute())]
-        if args.duration > 0:
-            viewer_args += ["--screenshot-after", str(max(1.0, args.duration - 4.0))]
-    if args.size:
-        viewer_args += ["--size", args.size]
     try:
         return run_reactor(lambda reactor: run_demo(reactor, modules, data_dir, module=args.module,
                                                      duration=args.duration, viewer=not args.no_viewer,
-                                                     viewer_args=viewer_args))
+                                                     viewer_args=viewer_args(args)))
     finally:
         if args.data_dir is None:
             shutil.rmtree(data_dir, ignore_errors=True)

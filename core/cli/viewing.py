@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from wiredraw.core.cli.common import about
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from wiredraw.core.cli.common import Command, Subcommands
 
@@ -107,7 +107,7 @@ def cmd_watch(args: argparse.Namespace, _modules: Any) -> int:
         client.wait_forever()  # a quiet live view is not an error
         if args.commands:
             threading.Thread(target=_watch_commands, args=(client,), daemon=True).start()
-        for msg in client.messages():
+        for msg in _pushed_messages(client):
             out.write(to_json_bytes(msg) + b"\n")
             out.flush()
             printed += 1
@@ -118,6 +118,24 @@ def cmd_watch(args: argparse.Namespace, _modules: Any) -> int:
     finally:
         client.close()
     return 0
+
+
+def _pushed_messages(client: Any) -> Iterator[dict[str, Any]]:
+    """The server's pushed messages, as ``client.messages()`` gives them; a reply that refuses a --commands command
+    (a bad filter, a speed of 0) is said on stderr, since the thread that sent it cannot wait for it (this one
+    reads the socket)."""
+    from wiredraw.core.viewer_client import ViewerClientError
+
+    while True:
+        msg = client.read_message()
+        if msg["type"] == "reply":
+            if not msg.get("ok"):
+                print(f"wiredraw watch: the server refused the command: {msg.get('error', '?')}", file=sys.stderr,
+                      flush=True)
+            continue
+        if msg["type"] == "error" and msg.get("fatal", True):
+            raise ViewerClientError(f"server error: {msg.get('reason', '?')}")  # as client.messages() does
+        yield msg
 
 
 WATCH_COMMANDS = """commands on stdin (with --commands), one per line:

@@ -17,14 +17,41 @@ Entry points
 - :func:`sniff_log` tells a Zeek log (TSV or JSON lines) from other text found beside it (zeekctl's
   ``conn-summary.*`` reports).
 
+One record whichever writer
+---------------------------
+The same Zeek run written by the ASCII writer as TSV and as JSON gives equal records (tests/plugins/net_zeek/
+test_zeek_writers.py checks all 141,466 records of the pair in ../shared/data). The rule, on both sides:
+
+- **Unset fields are left out** of ``fields``: TSV's unset marker and JSON's ``null`` (the JSON writer omits unset
+  fields, and writes ``null`` only for the inf and nan it cannot spell) read as "no such field", never None or 0.
+  Absent is what JSON already says, costs nothing to store (no key, no value packed on the wire) and reads the
+  same through ``fields.get(name)``. ``ZeekRecord.ts``/``uid`` are None when unset. Inside a set or vector an
+  unset element stays None (TSV ``-``, JSON ``null``): a vector's positions are data.
+- **Floats are at microsecond resolution**, ``round(x, 6)``: Zeek keeps times as pcap's microseconds and its TSV
+  writer gives every time, interval and double 6 decimals, while JSON writes the double's full precision
+  (``9.22084903717041`` beside TSV's ``9.220849``; that tail is float noise from subtracting two epoch times).
+  Rounding JSON loses nothing the TSV writer keeps; for ``double`` columns it drops digits past the 6th decimal
+  (ntp's 16.16 fixed-point fields, capture_loss's percentage), which TSV never had. ISO times become the double
+  nearest their exact microsecond value, as float() of TSV's ``%.6f`` text does.
+- **An empty container is** ``[]``: TSV's empty marker, JSON's ``[]``, and JSON's ``[""]`` too, because the TSV
+  writer spells ``{""}`` and ``{}`` alike (``(empty)``; known_services.service holds ``{""}`` for "no service
+  known") and an empty-string element carries no value. An empty-string element among others stays ``""``
+  (TSV ``(empty),a`` is ``["", "a"]``).
+- Otherwise the writers already agree once typed: ``T``/``F`` and ``true``/``false`` are bool, counts and ports
+  int, addresses, subnets and enums str, TSV escapes decode to what JSON spells (below), ISO times become epoch
+  floats, nested JSON objects become dotted names. What no rule can join is a writer's own loss: the JSON
+  writer's ``null`` for inf and nan (TSV writes ``inf``, ``nan``).
+
 Value rules (TSV, by the column's declared type)
 ------------------------------------------------
-- ``time``, ``interval``, ``double`` -> float (epoch seconds / seconds); ``count``, ``int``, ``port`` -> int;
-  ``bool`` (``T``/``F``) -> bool; ``addr``, ``subnet``, ``string``, ``enum``, ``pattern`` -> str;
-  ``set[T]``/``vector[T]`` -> list of typed T (an element equal to the unset marker is None).
-- The unset marker (``#unset_field``, normally ``-``) -> None, never 0. The empty marker (``#empty_field``,
-  normally ``(empty)``) -> ``[]`` for a container, ``""`` for any other type. Both are compared before unescaping,
-  so ``\\x2d`` is the one-character string ``"-"``.
+- ``time``, ``interval``, ``double`` -> float (epoch seconds / seconds) at microsecond resolution (text with an
+  exponent is rounded; plain text, which Zeek writes with at most 6 decimals, already is: see ``_FLOAT_US``);
+  ``count``, ``int``, ``port`` -> int; ``bool`` (``T``/``F``) -> bool; ``addr``, ``subnet``, ``string``, ``enum``,
+  ``pattern`` -> str; ``set[T]``/``vector[T]`` -> list of typed T (an element equal to the unset marker is None,
+  one equal to the empty marker is ``""``).
+- The unset marker (``#unset_field``, normally ``-``) -> the field is left out, never 0. The empty marker
+  (``#empty_field``, normally ``(empty)``) -> ``[]`` for a container, ``""`` for any other type. Both are compared
+  before unescaping, so ``\\x2d`` is the one-character string ``"-"``.
 - Unknown types (``int64``, ``table[...]``, anything this module does not know) are not an error: that column's
   values stay str (unset/empty rules still apply). A value that does not parse for a KNOWN type (``abc`` in a
   ``count`` column, ``X`` in a ``bool``) makes the whole line bad.
@@ -38,11 +65,12 @@ Value rules (TSV, by the column's declared type)
 
 JSON lines
 ----------
-No types header, so values keep JSON's types, with two conversions that make TSV and JSON of one run equal:
-nested objects are flattened to dotted names (``{"id": {"orig_h": ..}}`` -> ``"id.orig_h"``), and any string
-in Zeek's ISO-8601 time form (``2018-03-24T17:15:20.600843Z``, also pre-1970), alone or in a list, becomes
-epoch seconds (float). Writer metadata that the TSV writer has no column for (``_path``, ``_write_ts``) is
-kept out of ``fields``; ``_path`` sets the record's path. JSON writers omit unset fields, where TSV has None.
+No types header, so values keep JSON's types, with the conversions that make TSV and JSON of one run equal:
+nested objects are flattened to dotted names (``{"id": {"orig_h": ..}}`` -> ``"id.orig_h"``); any string in
+Zeek's ISO-8601 time form (``2018-03-24T17:15:20.600843Z``, also pre-1970), alone or in a list, becomes epoch
+seconds (float); every float is rounded to 6 decimals; a ``null`` field is left out; ``[""]`` is ``[]``. Writer
+metadata that the TSV writer has no column for (``_path``, ``_write_ts``) is kept out of ``fields``; ``_path``
+sets the record's path.
 
 Bad lines
 ---------
@@ -165,20 +193,21 @@ def _int_table(unset: str) -> dict[str, int]:
 # 6 decimals; JSON's full-precision doubles are rounded to the same 6 (see the module doc).
 _US_DIGITS = 6
 
-# A TSV float value's text needs round() only when it has more than 6 digits after the point or an exponent:
-# float() of plain decimal text with at most 6 decimals is already the double nearest that microsecond value,
-# which is what round(x, 6) returns. Zeek writes every time and interval that way except huge or pre-1970 ones
-# (-2.1504318496896954e+09 in ntp.log), so the hot path pays three C-level substring tests, not a round() call
-# (~0.3 us). The template's {v} is the column's variable.
-_FLOAT_US = "(float({v}) if '.' not in {v}[:-7] and 'e' not in {v} and 'E' not in {v} else _round(float({v}), 6))"
+# Zeek's TSV writer spells a float in plain notation with at most 6 decimals (time as %.6f, interval and double
+# at precision 6), and in exponent notation with 17 significant digits where plain would be too long (huge and
+# pre-1970 values: -2.1504318496896954e+09 in ntp.log). float() of the plain text is already the double nearest
+# that microsecond value, which is what round(x, 6) returns, so only text with an exponent pays for round()
+# (~0.3 us). Plain text with more than 6 decimals (no Zeek writer's spelling) is taken as written: testing for it
+# costs a slice per value, +6.5% instructions per conn.log line (callgrind), four times this test. The template's
+# {v} is the column's variable; _float_us is the same rule as a function (container elements).
+_FLOAT_US = "(float({v}) if 'e' not in {v} and 'E' not in {v} else _round(float({v}), 6))"
 
 
 def _float_us(s: str) -> float:
-    """A TSV float value at microsecond resolution (the row functions inline the same test)."""
-    x = float(s)
-    if "." not in s[:-7] and "e" not in s and "E" not in s:
-        return x
-    return round(x, _US_DIGITS)
+    """A TSV float value at microsecond resolution, by the rule above (the row functions inline it)."""
+    if "e" not in s and "E" not in s:
+        return float(s)
+    return round(float(s), _US_DIGITS)
 
 
 _FLOAT_TYPES = frozenset({"time", "interval", "double"})
@@ -286,7 +315,6 @@ def _compile_row(
         "float": float,
         "int": int,
         "_round": round,
-        "_fus": _float_us,
         "_I": _int_table(header.unset),
         "_B": dict(_BOOLS),  # KeyError for anything but T and F: the unset marker is compared first
         "_unesc": _unescape,

@@ -167,3 +167,32 @@ def test_the_store_is_chosen_by_the_set_of_paths(tmp_path):
     loaded, opened = claim(load_modules(), OpenRequest((ROLLING, ZUI_JSON)), None)
     assert loaded.spec.slug == "net_zeek" and not opened.live
     assert opened.describe.startswith("replaying 16 Zeek log files")
+
+
+@needs_data
+def test_open_sends_to_a_server_elsewhere_with_the_key_and_token_given(world, tmp_path):
+    """`--server`: no server of its own; the probe key and viewer token are read from the files given, and what it
+    sends is stored by that server."""
+    from processes import add_key
+    from wiredraw.core.server.credentials import Tokens
+
+    server_dir = tmp_path / "server"
+    server = world.server("server", server_dir, "--ephemeral").wait_ready()
+    key_file = tmp_path / "open.key"
+    add_key(server_dir, "laptop", key_file)
+    token_file = tmp_path / "viewer.token"
+    token_file.write_text(Tokens(server_dir).add("analyst", "viewer") + "\n")
+    assert server.match is not None
+    r = wiredraw("open", str(ROLLING), "--data-dir", str(tmp_path / "mine"), "--server", server.probe_addr,
+                 "--viz", f"127.0.0.1:{server.match['viz']}", "--probe-id", "laptop", "--key-file", str(key_file),
+                 "--token-file", str(token_file), "--no-viewer", "--duration", "10")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "wiredraw server ready" not in r.stdout  # it started none
+    assert f"--token-file {token_file}" in r.stdout
+    stats = server.stats()
+    assert stats["records_received"] == 16_169 and stats["records_rejected"] == 0, stats
+    assert stats["records_written"] + stats["records_repeated"] == 16_169  # (the data repeats one record)
+    # no key given and no terminal to ask at: a clear error, nothing started
+    r2 = wiredraw("open", str(ROLLING), "--data-dir", str(tmp_path / "mine"), "--server", server.probe_addr,
+                  "--no-viewer", "--duration", "3")
+    assert r2.returncode == 2 and "give --key-file" in r2.stderr, r2.stdout + r2.stderr
