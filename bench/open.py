@@ -83,7 +83,9 @@ def replay_alone(logs: Path, work: Path, procs: list[Proc]) -> float:
     data_dir = work / "base-data"
     fields, _server = start_server(data_dir, work, procs)
     key_file = add_key(data_dir, "bench", work)
-    files = sorted(str(p) for p in logs.rglob("*.log.gz") if not p.name.startswith("conn-summary"))
+    from wiredraw.plugins.net_zeek.opener import zeek_files
+
+    files = [str(f) for f in zeek_files([logs])[0]]  # exactly the files `open` replays
     probe = Proc(wiredraw_argv("probe", "net_zeek", "--server", fields["probes"], "--probe-id", "bench",
                                "--key-file", str(key_file), "--data-dir", str(data_dir), "--quiet", "--replay",
                                *files, "--fast"), env=child_env(), name="wiredraw probe")

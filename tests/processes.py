@@ -281,3 +281,36 @@ def setup_dirs(world: World) -> tuple[Path, Path, Path]:
     return data_dir, key_file, world.root / "probe-state"
 
 
+
+
+ZEEK_TSV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "zeek" / "tsv"
+ROLLING = ZEEK_TSV / "rita_proxy_rolling"
+HOUR = "16:00:00-17:00:00"
+
+
+class ServedZeek:
+    """A real server (embedded Redis) with one real hour of rita_proxy_rolling's conn, http and dns logs replayed
+    into it by a real probe, and a viewer token; ``request`` asks it over the viewer protocol. For the tests of the
+    viewer and of ``watch`` (they skip where ../shared/data is absent)."""
+
+    def __init__(self, world: World) -> None:
+        from wiredraw.core.server.credentials import Tokens
+
+        data_dir, key_file = world.root / "data", world.root / "s1.key"
+        add_key(data_dir, "s1", key_file)
+        self.token = Tokens(data_dir).add("viewer", "viewer")
+        self.server = world.server("server", data_dir, "--ephemeral").wait_ready()
+        assert self.server.match is not None
+        self.viz = f"127.0.0.1:{self.server.match['viz']}"
+        probe = world.probe("probe", self.server.probe_addr, key_file, world.root / "probe-state", None, "--replay",
+                            *(str(ROLLING / f"{log}.{HOUR}.log.gz") for log in ("conn", "http", "dns")), "--fast",
+                            module="net_zeek")
+        assert probe.wait(120) == 0, probe.describe()
+
+    def request(self, what: str, **args: Any) -> Any:
+        from wiredraw.core.viewer_client import ViewerClient
+
+        host, port = self.viz.split(":")
+        with ViewerClient(host, int(port), self.token) as c:
+            c.connect()
+            return c.request(what, module="net_zeek", **args)

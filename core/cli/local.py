@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from twisted.internet import defer, protocol, task
-from wiredraw.core.server.credentials import ProbeSecrets, Tokens
+from wiredraw.core.server.credentials import ProbeSecrets, Tokens, write_private
 
 
 class _Viewer(protocol.ProcessProtocol):
@@ -45,13 +45,6 @@ def viewer_args(args: Any) -> list[str]:
 
 def has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` readable by this user alone."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
 
 
 def local_credentials(data_dir: Path, probe_id: str, viewer: str, *, reuse: bool) -> tuple[bytes, Path]:

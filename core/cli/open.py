@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer
 from wiredraw.core.cli.common import about, add_data_dir, run_reactor
-from wiredraw.core.cli.local import LocalRun, local_credentials, viewer_args, write_private
+from wiredraw.core.cli.local import LocalRun, local_credentials, viewer_args
 from wiredraw.core.module import Module, OpenRequest
 from wiredraw.core.plugins import LoadedModule, ModuleSet
+from wiredraw.core.server.credentials import write_private
 from wiredraw.core.timeparse import parse_time
 
 if TYPE_CHECKING:
@@ -112,7 +113,8 @@ def _remote_credentials(args: argparse.Namespace, viz: str) -> tuple[bytes, Path
 
 @defer.inlineCallbacks
 def run_open(reactor: Any, modules: ModuleSet, args: argparse.Namespace, loaded: LoadedModule, opened: Opened,
-             out: Any = None) -> Any:
+             remote: tuple[bytes, Path] | None = None, out: Any = None) -> Any:
+    """Run what ``open`` starts until it is stopped; ``remote``: the key and token file for ``--server``."""
     from wiredraw.core.address import parse_server
     from wiredraw.core.server.service import ServerConfig
     from wiredraw.probes.runner import ProbeOptions
@@ -133,7 +135,8 @@ def run_open(reactor: Any, modules: ModuleSet, args: argparse.Namespace, loaded:
     else:
         host, port = parse_server(args.server)
         viz = args.viz
-        key, token_file = args.remote
+        assert remote is not None
+        key, token_file = remote
     opts = ProbeOptions(host=host, port=port, probe_id=args.probe_id, key=key,
                         state_dir=place / f"probe-{args.probe_id}",
                         progress_interval=2.0 if not opened.live else 30.0)
@@ -187,13 +190,14 @@ def cmd_open(args: argparse.Namespace, modules: ModuleSet) -> int:
         raise ValueError(f"--speed {args.speed}: expected a number > 0")
     since = parse_time(args.since, "--since") if args.since is not None else None
     request = OpenRequest(tuple(args.paths), live=args.live, since=since, speed=None if args.fast else args.speed)
+    remote = None
     if args.server is not None:  # asked for (or read) before anything starts
         from wiredraw.core.address import DEFAULT_VIZ_PORT, parse_server
 
         args.viz = args.viz or f"{parse_server(args.server)[0]}:{DEFAULT_VIZ_PORT}"
-        args.remote = _remote_credentials(args, args.viz)
+        remote = _remote_credentials(args, args.viz)
     loaded, opened = claim(modules, request, args.module)
-    return run_reactor(lambda reactor: run_open(reactor, modules, args, loaded, opened))
+    return run_reactor(lambda reactor: run_open(reactor, modules, args, loaded, opened, remote))
 
 
 def add_open_parser(sub: Subcommands) -> None:

@@ -45,17 +45,22 @@ def _read(path: Path) -> dict[str, Any]:
     return data
 
 
-def _write_private(path: Path, data: dict[str, Any]) -> None:
-    """Write atomically, created 0600 from the start (never world-readable, not even briefly)."""
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` atomically, readable by this user alone from the start (never world-readable, not even
+    briefly, and not left so by an older file or temp file of another mode)."""
     ensure_private_dir(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # O_CREAT's mode is only for a file it creates
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.write("\n")
+        f.write(text)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def _write_private(path: Path, data: dict[str, Any]) -> None:
+    write_private(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def read_key_file(path: Path | str) -> bytes:

@@ -13,42 +13,17 @@ from typing import Any
 
 import numpy as np
 import pytest
-from processes import World, add_key, dev_env, short_dir
-from wiredraw.core.server.credentials import Tokens
-from wiredraw.core.viewer_client import ViewerClient
+from processes import ZEEK_TSV, ServedZeek, World, dev_env, short_dir
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "zeek" / "tsv"
-ROLLING = DATA / "rita_proxy_rolling"
-HOUR = "16:00:00-17:00:00"
+DATA = ZEEK_TSV
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"real Zeek data not found at {DATA} (../shared/data)")
 
 
-class Served:
-    def __init__(self, world: World) -> None:
-        data_dir = world.root / "data"
-        key_file = world.root / "s1.key"
-        add_key(data_dir, "s1", key_file)
-        self.token = Tokens(data_dir).add("viewer", "viewer")
-        self.server = world.server("server", data_dir, "--ephemeral").wait_ready()
-        assert self.server.match is not None
-        self.viz = f"127.0.0.1:{self.server.match['viz']}"
-        probe = world.probe("probe", self.server.probe_addr, key_file, world.root / "probe-state", None, "--replay",
-                            str(ROLLING / f"conn.{HOUR}.log.gz"), str(ROLLING / f"http.{HOUR}.log.gz"),
-                            str(ROLLING / f"dns.{HOUR}.log.gz"), "--fast", module="net_zeek")
-        assert probe.wait(120) == 0, probe.describe()
-
-    def request(self, what: str, **args: Any) -> Any:
-        host, port = self.viz.split(":")
-        with ViewerClient(host, int(port), self.token) as c:
-            c.connect()
-            return c.request(what, module="net_zeek", **args)
-
-
 @pytest.fixture(scope="module")
-def served() -> Iterator[Served]:
+def served() -> Iterator[ServedZeek]:
     world = World(short_dir())
     try:
-        yield Served(world)
+        yield ServedZeek(world)
     finally:
         world.close()
 

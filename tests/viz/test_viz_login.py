@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 import test_viz_app
-from test_viz_app import HOUR, ROLLING, pump, scene_nodes
+from processes import HOUR, ROLLING
+from test_viz_app import pump, scene_nodes
 from wiredraw.core.viewer_client import ViewerClient
 from wiredraw.plugins.net_zeek.parser import read_log
 

@@ -196,3 +196,18 @@ def test_open_sends_to_a_server_elsewhere_with_the_key_and_token_given(world, tm
     r2 = wiredraw("open", str(ROLLING), "--data-dir", str(tmp_path / "mine"), "--server", server.probe_addr,
                   "--no-viewer", "--duration", "3")
     assert r2.returncode == 2 and "give --key-file" in r2.stderr, r2.stdout + r2.stderr
+
+
+def test_a_token_file_made_again_is_private_even_over_a_readable_one(tmp_path):
+    """`open` writes its viewer token with the credentials' own private write: an older token file left readable
+    by others (or a stray temp file) does not keep its mode."""
+    from wiredraw.core.cli.local import local_credentials
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    stale = data_dir / "open-viewer.token"
+    stale.write_text("wdv_not-a-token\n")
+    stale.chmod(0o644)
+    _key, token_file = local_credentials(data_dir, "open", "open-viewer", reuse=True)
+    assert token_file == stale and stale.read_text() != "wdv_not-a-token\n"  # made again: the old one was not valid
+    assert stale.stat().st_mode & 0o777 == 0o600

@@ -11,49 +11,26 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import IO, Any
 
 import pytest
-from processes import World, add_key, dev_env, short_dir, wiredraw_cmd
-from wiredraw.core.server.credentials import Tokens
-from wiredraw.core.viewer_client import ViewerClient
+from processes import ZEEK_TSV, ServedZeek, World, dev_env, short_dir, wiredraw_cmd
 
-DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "zeek" / "tsv"
-ROLLING = DATA / "rita_proxy_rolling"
-HOUR = "16:00:00-17:00:00"
+DATA = ZEEK_TSV
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"real Zeek data not found at {DATA} (../shared/data)")
 SSL = 'category == "ssl"'  # the connections whose main service is ssl, and their hosts
 
 
-class Served:
-    """A server with the hour's conn, http and dns logs replayed into it, and a viewer token."""
-
-    def __init__(self, world: World) -> None:
-        data_dir, key_file = world.root / "data", world.root / "s1.key"
-        add_key(data_dir, "s1", key_file)
-        self.token = Tokens(data_dir).add("watcher", "viewer")
-        server = world.server("server", data_dir, "--ephemeral").wait_ready()
-        assert server.match is not None
-        self.viz = f"127.0.0.1:{server.match['viz']}"
-        probe = world.probe("probe", server.probe_addr, key_file, world.root / "probe-state", None, "--replay",
-                            *(str(ROLLING / f"{log}.{HOUR}.log.gz") for log in ("conn", "http", "dns")), "--fast",
-                            module="net_zeek")
-        assert probe.wait(120) == 0, probe.describe()
+class Served(ServedZeek):
+    """The shared served hour (tests/processes.py), with the two questions these tests ask it."""
 
     def graph(self, **args: Any) -> tuple[set[str], set[str]]:
         """Node and edge ids of `query graph` with these arguments."""
-        host, port = self.viz.split(":")
-        with ViewerClient(host, int(port), self.token) as c:
-            c.connect()
-            g = c.request("graph", module="net_zeek", **args)
+        g = self.request("graph", **args)
         return {n["id"] for n in g["nodes"]}, {e["id"] for e in g["edges"]}
 
     def range(self) -> tuple[float, float]:
-        host, port = self.viz.split(":")
-        with ViewerClient(host, int(port), self.token) as c:
-            c.connect()
-            span = c.request("range", module="net_zeek")
+        span = self.request("range")
         return span["first"], span["last"]
 
 
